@@ -1,0 +1,111 @@
+"""The one definition of a local node container.
+
+`ringfleet up local` (docker SDK) and the Pulumi docker stack both build their
+containers from `container_definitions`, so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+from ringfleet.spec import ClusterSpec, ResolvedPool, size_bytes
+
+LABEL_PREFIX = "ringfleet."
+LABEL_CLUSTER = "ringfleet.cluster"
+LABEL_POOL = "ringfleet.pool"
+LABEL_NODE = "ringfleet.node"
+LABEL_POOL_HASH = "ringfleet.pool-spec-hash"
+LABEL_DEFINITION_HASH = "ringfleet.definition-hash"
+
+# Open MPI's shared-memory transport needs more than Docker's 64 MiB /dev/shm.
+SHM_BYTES = 512 * 1024**2
+# MPI registers memory and opens many sockets; the container limits must allow it.
+ULIMITS = (("memlock", -1, -1), ("nofile", 65536, 65536))
+
+# PID 1 script of every node. Host keys are made on the node's first start, so
+# nodes from one baked image never share them; sshd starts once the roles have
+# installed it. `docker stop` sends TERM, which the trap turns into a quick exit.
+NODE_INIT = """\
+if [ -x /usr/bin/ssh-keygen ] && ! ls /etc/ssh/ssh_host_*_key >/dev/null 2>&1; then
+  /usr/bin/ssh-keygen -A >/dev/null
+fi
+if [ -x /usr/sbin/sshd ]; then mkdir -p /run/sshd && /usr/sbin/sshd; fi
+trap 'exit 0' TERM INT
+while :; do sleep 3600 & wait $!; done
+"""
+
+
+@dataclass(frozen=True)
+class ContainerDef:
+    """Everything that defines one node container; a change means recreation."""
+
+    name: str
+    hostname: str
+    image: str
+    network: str
+    volume: str
+    mount: str
+    nano_cpus: int
+    mem_bytes: int
+    gpus: int
+    labels: dict[str, str] = field(default_factory=dict)
+    command: tuple[str, ...] = ("/bin/sh", "-c", NODE_INIT)
+    shm_bytes: int = SHM_BYTES
+    ulimits: tuple[tuple[str, int, int], ...] = ULIMITS
+    init: bool = True
+
+    @property
+    def pool(self) -> str:
+        return self.labels[LABEL_POOL]
+
+    def definition_hash(self) -> str:
+        """Digest of the definition without its own hash label."""
+        data = asdict(self)
+        data["labels"] = {k: v for k, v in self.labels.items() if k != LABEL_DEFINITION_HASH}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def network_name(spec: ClusterSpec) -> str:
+    return f"{spec.cluster.name}-net"
+
+
+def volume_name(spec: ClusterSpec) -> str:
+    return f"{spec.cluster.name}-shared"
+
+
+def pool_spec_hash(pool: ResolvedPool) -> str:
+    """Digest of a pool's settings other than its size, so scaling recreates nothing."""
+    data = pool.pool.model_dump(mode="json", exclude={"count"})
+    data["profile"] = pool.profile.name
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def container_definitions(spec: ClusterSpec, images: dict[str, str]) -> list[ContainerDef]:
+    """One ContainerDef per node of every pool; `images` maps pool name to image tag."""
+    defs = []
+    for pool in spec.pools.values():
+        for node in pool.nodes:
+            labels = {
+                LABEL_CLUSTER: spec.cluster.name,
+                LABEL_POOL: pool.name,
+                LABEL_NODE: node.name,
+                LABEL_POOL_HASH: pool_spec_hash(pool),
+                **{f"{LABEL_PREFIX}user.{k}": v for k, v in sorted(pool.pool.labels.items())},
+            }
+            d = ContainerDef(
+                name=node.name,
+                hostname=node.name,
+                image=images[pool.name],
+                network=network_name(spec),
+                volume=volume_name(spec),
+                mount=spec.cluster.storage.mount,
+                nano_cpus=pool.cores * 10**9,
+                mem_bytes=size_bytes(pool.pool.memory or "0"),
+                gpus=pool.pool.accelerator.count if pool.pool.accelerator else 0,
+                labels=labels,
+            )
+            labels[LABEL_DEFINITION_HASH] = d.definition_hash()
+            defs.append(d)
+    return defs

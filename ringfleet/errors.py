@@ -1,0 +1,47 @@
+"""User-facing errors: one line, naming where and what, exit code 2."""
+
+from __future__ import annotations
+
+USAGE_EXIT = 2
+
+
+class RingfleetError(Exception):
+    """An error caused by the user's input or environment, shown as one line."""
+
+    exit_code = USAGE_EXIT
+
+    def __init__(self, where: str, what: str, got: object = None, *, show_got: bool = False):
+        self.where = where
+        self.what = what
+        self.got = got
+        self.show_got = show_got or got is not None
+        super().__init__(self.line())
+
+    def line(self) -> str:
+        text = f"ringfleet: error: {self.where}: {self.what}"
+        if self.show_got:
+            text += f" (got {format_got(self.got)})"
+        return text
+
+
+def format_got(value: object) -> str:
+    """Render an offending value briefly, so the error stays on one line."""
+    if isinstance(value, str):
+        text = repr(value)
+    elif value is None:
+        text = "nothing"
+    else:
+        text = repr(value)
+    text = text.replace("\n", " ")
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def dotted(loc: tuple[object, ...] | list[object], root: str = "") -> str:
+    """Turn a pydantic location tuple into `root.pools[1].count`."""
+    out = root
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out

@@ -1,0 +1,188 @@
+"""Render the Ansible inventory from stack outputs.
+
+The inventory only reads outputs (see ringfleet.outputs), never the spec or a
+stack's internals, so every provider converges the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ringfleet import outputs as out
+from ringfleet.errors import RingfleetError
+
+# The group the nvidia role's play targets (site.yml).
+NVIDIA_GROUP = "nvidia_gpu"
+CPU_GROUP = "cpu_nodes"
+GPU_GROUP = "gpu_nodes"
+NFS_SERVER_GROUP = "nfs_server"
+ALL_NODES_GROUP = "ringfleet_nodes"
+
+# Local nodes are converged through the Docker API: it works before sshd exists.
+DOCKER_CONNECTION = "community.docker.docker_api"
+# Debian AMIs log in as `admin`.
+AWS_LOGIN_USER = "admin"
+
+
+def pool_group(pool: str) -> str:
+    """Ansible group names may not contain dashes."""
+    return "pool_" + pool.replace("-", "_")
+
+
+def load_outputs(path: Path) -> dict[str, Any]:
+    """Read a `pulumi stack output --json` file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RingfleetError(str(path), "no such file") from None
+    except json.JSONDecodeError as exc:
+        where = f"{path}:{exc.lineno}:{exc.colno}"
+        raise RingfleetError(where, f"invalid JSON: {exc.msg}") from None
+    return data
+
+
+def _need(data: dict, key: str, where: str, kind: type) -> Any:
+    if key not in data:
+        raise RingfleetError(f"{where}: {key}", "required stack output is missing")
+    if not isinstance(data[key], kind):
+        raise RingfleetError(f"{where}: {key}", f"must be a {kind.__name__}", data[key])
+    return data[key]
+
+
+def role_vars(software: dict[str, Any]) -> dict[str, Any]:
+    """Role variables (prefixed by role) for one pool's software matrix."""
+    values = {
+        "ringfleet_profile": software["profile"],
+        "openmpi_version": software["openmpi"],
+        "openmpi_debian_version": software["openmpiDebian"],
+        "mkl_version": software["mkl"],
+        "tensorflow_version": software["tensorflow"],
+        "tensorflow_package": software["tensorflowPackage"],
+        "horovod_version": software["horovod"],
+    }
+    if "cuda" in software:
+        values.update(
+            nvidia_driver_branch=software["driver"],
+            nvidia_cuda_version=software["cuda"],
+            nvidia_nccl_version=software["nccl"],
+            horovod_gpu_operations="NCCL",
+        )
+    return values
+
+
+def render_inventory(data: dict[str, Any], where: str = "stack outputs") -> dict[str, Any]:
+    """The inventory as a dict, ready to dump as YAML."""
+    for key in out.REQUIRED_KEYS:
+        if key not in data:
+            raise RingfleetError(f"{where}: {key}", "required stack output is missing")
+    provider = _need(data, out.OUT_PROVIDER, where, str)
+    pools = _need(data, out.OUT_POOLS, where, dict)
+    storage = _need(data, out.OUT_STORAGE, where, dict)
+    network = _need(data, out.OUT_NETWORK, where, dict)
+
+    children: dict[str, Any] = {}
+    cpu_groups: dict[str, Any] = {}
+    gpu_groups: dict[str, Any] = {}
+    nvidia_groups: dict[str, Any] = {}
+    nfs_hosts: dict[str, Any] = {}
+    for name, pool in sorted(pools.items()):
+        at = f"{where}: {out.OUT_POOLS}.{name}"
+        nodes = _need(pool, "nodes", at, list)
+        accelerator = pool.get("accelerator")
+        hosts: dict[str, Any] = {}
+        for i, node in enumerate(nodes):
+            if not isinstance(node, dict) or not node.get("name"):
+                raise RingfleetError(f"{at}.nodes[{i}]", "needs a name", node)
+            hv: dict[str, Any] = {
+                "ringfleet_pool": name,
+                "ringfleet_slots": pool["slots"],
+                "ringfleet_accelerator": accelerator,
+            }
+            if provider == "docker":
+                hv.update(
+                    ansible_connection=DOCKER_CONNECTION,
+                    ansible_host=node["name"],
+                    ansible_user="root",
+                )
+            else:
+                address = node.get("publicIp") or node.get("privateIp")
+                if not address:
+                    raise RingfleetError(f"{at}.nodes[{i}]", "has no address", node)
+                hv["ansible_host"] = address
+                if provider == "aws":
+                    hv["ansible_user"] = AWS_LOGIN_USER
+            if node.get("privateIp"):
+                hv["ringfleet_private_ip"] = node["privateIp"]
+            hosts[node["name"]] = hv
+            if storage.get("kind") == "nfs" and storage.get("server") == node["name"]:
+                nfs_hosts[node["name"]] = {}
+        group = pool_group(name)
+        children[group] = {
+            "hosts": hosts,
+            "vars": {
+                **role_vars(_need(pool, "software", at, dict)),
+                "ringfleet_pool_slots": pool["slots"],
+                "ringfleet_pool_cores": pool.get("cores"),
+                "ringfleet_threads_per_rank": pool.get("threadsPerRank", 1),
+            },
+        }
+        if accelerator:
+            gpu_groups[group] = {}
+            if accelerator.get("vendor") == "nvidia":
+                nvidia_groups[group] = {}
+        else:
+            cpu_groups[group] = {}
+
+    children[CPU_GROUP] = {"children": cpu_groups}
+    children[GPU_GROUP] = {"children": gpu_groups}
+    children[NVIDIA_GROUP] = {"children": nvidia_groups}
+    children[NFS_SERVER_GROUP] = {"hosts": nfs_hosts}
+    children[ALL_NODES_GROUP] = {"children": {pool_group(n): {} for n in sorted(pools)}}
+    return {
+        "all": {
+            "vars": {
+                "ringfleet_cluster": data[out.OUT_CLUSTER],
+                "ringfleet_env": data[out.OUT_ENV],
+                "ringfleet_provider": provider,
+                "ringfleet_shared_mount": storage.get("mount"),
+                "ringfleet_storage_kind": storage.get("kind"),
+                "ringfleet_storage_server": storage.get("server"),
+                "ringfleet_storage_export": storage.get("export"),
+                "ringfleet_interface": network.get("interface"),
+                "ringfleet_ssh_user": data[out.OUT_SSH_USER],
+                "ringfleet_ssh_port": data[out.OUT_SSH_PORT],
+                "ansible_python_interpreter": "/usr/bin/python3",
+            },
+            "children": children,
+        }
+    }
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """Write repeated values out in full: anchors confuse people reading the inventory."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def dump_inventory(inventory: dict[str, Any]) -> str:
+    return "# Rendered by ringfleet from stack outputs; do not edit.\n" + yaml.dump(
+        inventory, Dumper=_NoAliasDumper, sort_keys=False, default_flow_style=False
+    )
+
+
+def inventory_path(root: Path, env: str) -> Path:
+    return root / "inventories" / env / "hosts.yml"
+
+
+def write_inventory(root: Path, env: str, inventory: dict[str, Any]) -> Path:
+    path = inventory_path(root, env)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(dump_inventory(inventory), encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,101 @@
+"""Stack output keys and their shape, shared by the stacks, the inventory renderer and tests.
+
+Every provider (docker, aws, static) exports the same keys, so everything after
+the stack reads one format whatever created the machines.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ringfleet.spec import ClusterSpec, ResolvedPool
+
+OUT_CLUSTER = "cluster"
+OUT_ENV = "env"
+OUT_PROVIDER = "provider"
+OUT_POOLS = "pools"
+OUT_SSH_USER = "sshUser"
+OUT_SSH_PORT = "sshPort"
+OUT_SSH_PRIVATE_KEY = "sshPrivateKey"
+OUT_STORAGE = "sharedStorage"
+OUT_NETWORK = "network"
+
+REQUIRED_KEYS = (
+    OUT_CLUSTER,
+    OUT_ENV,
+    OUT_PROVIDER,
+    OUT_POOLS,
+    OUT_SSH_USER,
+    OUT_SSH_PORT,
+    OUT_STORAGE,
+    OUT_NETWORK,
+)
+
+
+def pool_output(pool: ResolvedPool, nodes: list[dict[str, Any]]) -> dict[str, Any]:
+    """The exported description of one pool; `nodes` carry name and addresses."""
+    acc = pool.pool.accelerator
+    software: dict[str, Any] = {
+        "profile": pool.profile.name,
+        **pool.profile.versions(),
+        "openmpiDebian": pool.profile.openmpi_debian,
+        "tensorflowPackage": pool.profile.tensorflow_package,
+    }
+    if pool.gpu is not None:
+        # GPU pools need the CUDA-enabled wheel, pulled with its CUDA libraries.
+        software.update(
+            driver=pool.gpu.driver,
+            cuda=pool.gpu.cuda,
+            nccl=pool.gpu.nccl,
+            tensorflowPackage="tensorflow[and-cuda]",
+        )
+    return {
+        "slots": pool.slots,
+        "cores": pool.cores,
+        "threadsPerRank": pool.pool.threads_per_rank,
+        "accelerator": acc.model_dump() if acc else None,
+        "software": software,
+        "nodes": nodes,
+    }
+
+
+def static_outputs(spec: ClusterSpec, addresses: dict[str, dict[str, str]] | None = None) -> dict:
+    """Outputs computable from the spec alone; `addresses` adds per-node IPs when known.
+
+    The static provider exports exactly this; docker and aws fill the addresses
+    from the resources they create.
+    """
+    addresses = addresses or {}
+    c = spec.cluster
+    pools = {}
+    for pool in spec.pools.values():
+        nodes = []
+        for node in pool.nodes:
+            extra = addresses.get(node.name, {})
+            nodes.append(
+                {
+                    "name": node.name,
+                    "privateIp": extra.get("privateIp", node.address),
+                    "publicIp": extra.get("publicIp"),
+                }
+            )
+        pools[pool.name] = pool_output(pool, nodes)
+    return {
+        OUT_CLUSTER: c.name,
+        OUT_ENV: spec.env,
+        OUT_PROVIDER: c.provider,
+        OUT_POOLS: pools,
+        OUT_SSH_USER: c.ssh.user,
+        OUT_SSH_PORT: c.ssh.port,
+        OUT_STORAGE: {
+            "kind": c.storage.kind,
+            "mount": c.storage.mount,
+            "export": c.storage.export,
+            "server": c.storage.server,
+        },
+        OUT_NETWORK: {
+            "subnet": c.network.subnet,
+            "adminCidr": c.network.admin_cidr,
+            "interface": c.network.interface,
+        },
+    }
