@@ -1,0 +1,91 @@
+"""The `ringfleet` command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ringfleet.errors import RingfleetError
+from ringfleet.spec import load_spec, project_root
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Reproducible TensorFlow + Horovod clusters from one typed spec.",
+)
+console = Console()
+err_console = Console(stderr=True)
+
+EnvArg = Annotated[str, typer.Argument(help="Environment: reads Pulumi.<ENV>.yaml")]
+
+
+@app.command()
+def validate(env: EnvArg) -> None:
+    """Check Pulumi.<ENV>.yaml against the spec and the compatibility table."""
+    spec = load_spec(env)
+    c = spec.cluster
+    console.print(f"{spec.display}: ok ({c.provider}, cluster {c.name})")
+    for pool in spec.pools.values():
+        kind = f"{pool.pool.accelerator.count}x {pool.pool.accelerator.model}" if pool.is_gpu else (
+            f"{pool.cores} cores"
+        )
+        console.print(
+            f"  pool {pool.name}: {len(pool.nodes)} node(s), {kind}, "
+            f"{pool.slots} slot(s) per node, profile {pool.profile.name}"
+        )
+
+
+@app.command()
+def inventory(
+    env: EnvArg,
+    outputs: Annotated[
+        Path | None,
+        typer.Option("--outputs", help="Stack outputs JSON (`pulumi stack output --json`)"),
+    ] = None,
+    write: Annotated[
+        bool, typer.Option("--write", help="Also write inventories/<ENV>/hosts.yml")
+    ] = False,
+) -> None:
+    """Print the Ansible inventory of ENV, from stack outputs or (static envs) the spec."""
+    from ringfleet.inventory import dump_inventory, load_outputs, render_inventory, write_inventory
+    from ringfleet.outputs import static_outputs
+
+    spec = load_spec(env)
+    if outputs is not None:
+        data = load_outputs(outputs)
+        where = str(outputs)
+    elif spec.cluster.provider == "static":
+        data = static_outputs(spec)
+        where = spec.display
+    else:
+        raise RingfleetError(
+            "inventory",
+            f"env {env!r} is provider {spec.cluster.provider}: pass --outputs FILE "
+            "(from `pulumi stack output --json`), or run `ringfleet up` first",
+        )
+    inv = render_inventory(data, where)
+    if write:
+        path = write_inventory(project_root(), env, inv)
+        err_console.print(f"wrote {path}")
+    sys.stdout.write(dump_inventory(inv))
+
+
+def main() -> None:
+    """Entry point: user errors are one line on stderr and exit code 2."""
+    try:
+        app()
+    except RingfleetError as exc:
+        err_console.print(exc.line(), markup=False, highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("ringfleet: interrupted", markup=False)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
