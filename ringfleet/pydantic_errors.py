@@ -98,7 +98,9 @@ def to_ringfleet_error(
     exc: ValidationError, file: str, root: str, model: type[BaseModel] | None = None
 ) -> RingfleetError:
     """The first validation error, as `file: root.path: message (got x)`."""
-    err = exc.errors(include_url=False)[0]
+    errors = exc.errors(include_url=False)
+    # A misspelt key also makes the intended key "missing": name the typo, the root cause.
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     msg, show_got = _message(err, model)
     where = f"{file}: {dotted(err['loc'], root)}"
     if show_got:

@@ -1,0 +1,33 @@
+"""Shared fixtures: the project root and the CLI entry point as users run it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
+
+
+def run_cli(*args: str, root: Path | None = None, timeout: float = 600, **kw):
+    """Run `ringfleet ARGS` in a subprocess, the way a user's shell would."""
+    env = dict(os.environ)
+    if root is not None:
+        env["RINGFLEET_ROOT"] = str(root)
+    return subprocess.run(
+        [sys.executable, "-m", "ringfleet.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=timeout,
+        **kw,
+    )
