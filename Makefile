@@ -12,7 +12,7 @@ demo: setup
 	$(RF) run local jobs/digits.yaml
 
 lint: setup
-	$(VENV)/bin/ruff check ringfleet stacks tests bench
+	$(VENV)/bin/ruff check .
 
 # Everything, including the multi-node cluster tests.
 test: setup lint

@@ -75,6 +75,64 @@ def inventory(
     sys.stdout.write(dump_inventory(inv))
 
 
+@app.command()
+def up(
+    env: EnvArg,
+    no_converge: Annotated[
+        bool, typer.Option("--no-converge", help="Create nodes but do not run the roles")
+    ] = False,
+) -> None:
+    """Create or update ENV's nodes to match the spec, then converge them with site.yml."""
+    from ringfleet import local
+
+    spec = load_spec(env)
+    console.print(f"up {env}: cluster {spec.cluster.name} ({spec.cluster.provider})")
+    report = local.up(spec, project_root(), console=err_console, converge_nodes=not no_converge)
+    parts = [
+        f"{len(getattr(report, k))} {k}"
+        for k in ("created", "recreated", "started", "removed", "unchanged")
+        if getattr(report, k)
+    ]
+    changed = report.converge.total_changed if report.converge else "skipped"
+    console.print(
+        f"up {env}: ready in {report.seconds:.0f} s; nodes: {', '.join(parts) or 'none'}; "
+        f"ansible changed={changed}; inventory {report.inventory}",
+        highlight=False,
+    )
+
+
+@app.command()
+def down(
+    env: EnvArg,
+    purge: Annotated[
+        bool, typer.Option("--purge", help="Also delete the shared volume and local state")
+    ] = False,
+) -> None:
+    """Remove ENV's nodes and network; shared data is kept unless --purge."""
+    from ringfleet import local
+
+    spec = load_spec(env)
+    removed = local.down(spec, project_root(), purge=purge, console=err_console)
+    console.print(f"down {env}: removed {len(removed)} node(s)")
+
+
+@app.command()
+def status(env: EnvArg) -> None:
+    """List ENV's nodes with pool, state, IP and image; exit 1 unless all are running."""
+    from rich.table import Table
+
+    from ringfleet import local
+
+    spec = load_spec(env)
+    rows = local.status(spec)
+    table = Table("node", "pool", "state", "ip", "image", title=f"{spec.cluster.name} ({env})")
+    for r in rows:
+        table.add_row(r.name, r.pool, r.state, r.ip, r.image)
+    console.print(table)
+    if any(r.state != "running" for r in rows):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Entry point: user errors are one line on stderr and exit code 2."""
     try:

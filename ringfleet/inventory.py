@@ -180,7 +180,11 @@ def inventory_path(root: Path, env: str) -> Path:
 
 
 def write_inventory(root: Path, env: str, inventory: dict[str, Any]) -> Path:
-    path = inventory_path(root, env)
+    return write_inventory_file(inventory_path(root, env), inventory)
+
+
+def write_inventory_file(path: Path, inventory: dict[str, Any]) -> Path:
+    """Write atomically, so a reader never sees half an inventory."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(dump_inventory(inventory), encoding="utf-8")
