@@ -1,0 +1,288 @@
+"""Render a job into what launches it: hostfile, launch script, Slurm batch script, MPIJob.
+
+Every render is built from the same placement and the same flags, so a job
+behaves alike under horovodrun, mpirun, Slurm and Kubeflow.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
+
+from ringfleet.errors import RingfleetError
+from ringfleet.jobs import Job, place
+from ringfleet.spec import ClusterSpec, ResolvedPool, project_root
+
+# The venv the tensorflow role builds on every node; horovodrun and python come from it.
+NODE_VENV = "/opt/ringfleet/venv"
+NODE_PYTHON = f"{NODE_VENV}/bin/python"
+HOROVODRUN = f"{NODE_VENV}/bin/horovodrun"
+# Debian's openmpi-bin puts mpirun on every node's default PATH.
+MPIRUN = "mpirun"
+# Written next to the script in the workdir by `ringfleet run`; the script cds there first.
+HOSTFILE = "hostfile"
+DEFAULT_SSH_PORT = 22
+
+# Horovod runs a background communication thread beside TensorFlow's thread pools; OpenMPI's
+# default binding pins each rank to one core and starves them, so ranks float and fill by slot.
+NO_BINDING_ARGS = ["-bind-to", "none", "-map-by", "slot"]
+# Plain TCP (ob1 PML, TCP BTL): cloud and container nodes have no InfiniBand, and probing
+# for it (openib) warns or stalls at startup.
+TCP_ONLY_ARGS = ["-mca", "pml", "ob1", "-mca", "btl", "^openib"]
+# `[jobid,rank]<stdout>:` before every line, so `ringfleet run` can tell which rank printed it.
+TAG_OUTPUT_ARGS = ["--tag-output"]
+# Without it horovodrun silently falls back to Gloo when MPI is missing, which changes the
+# transport and drops the rank tags; with it, horovodrun runs the mpirun line shown beside it.
+HOROVOD_MPI_ARGS = ["--mpi"]
+
+# Thread tuning for CPU ranks. Several ranks share a node, and OpenMP, MKL and TensorFlow
+# each size their pools to every core of it, which oversubscribes the node ranks-fold.
+# OMP_NUM_THREADS and TF_NUM_INTRAOP_THREADS get the cores of one rank (threads_per_rank).
+THREAD_COUNT_VARS = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
+# Intel OpenMP: pin threads to neighbouring cores so a rank's threads share caches and stay
+# off the cores of the other ranks.
+KMP_AFFINITY = "granularity=fine,compact,1,0"
+# Intel OpenMP: spin 1 ms, not 200 ms, after a parallel region, so idle threads hand the
+# cores back to Horovod's allreduce between ops.
+KMP_BLOCKTIME = "1"
+# TensorFlow: one op at a time per rank; running ops side by side only competes for the
+# same few cores, and data parallelism already comes from the ranks.
+TF_NUM_INTEROP_THREADS = "1"
+# GPU ranks: NCCL otherwise picks its own socket interface, often docker0 or an unrouted one.
+NCCL_SOCKET_IFNAME = "NCCL_SOCKET_IFNAME"
+
+# At the deadline `timeout` sends SIGTERM so the launcher can stop every rank, then
+# SIGKILL if it has not finished this much later. Exit status 124 means timed out.
+TIMEOUT_KILL_AFTER = "30s"
+
+MPIJOB_API_VERSION = "kubeflow.org/v2beta1"
+# Site-specific; `.invalid` never resolves, so a manifest applied unedited fails at the pull.
+MPIJOB_IMAGE = "registry.invalid/ringfleet/horovod:set-me"
+# A ReadWriteMany claim holding the cluster's shared storage, mounted at the same path.
+MPIJOB_SHARED_CLAIM = "ringfleet-shared"
+GPU_RESOURCE = "nvidia.com/gpu"
+
+RENDER_FORMATS = ("script", "hostfile", "sbatch", "mpijob")
+TEMPLATES = {
+    "hostfile": "hostfile.j2",
+    "script": "launch.sh.j2",
+    "sbatch": "sbatch.j2",
+    "mpijob": "mpijob.yaml.j2",
+}
+
+
+@dataclass(frozen=True)
+class RenderedJob:
+    """Everything needed to launch one job, rendered once from one placement."""
+
+    job: Job
+    placement: tuple[tuple[str, int], ...]
+    ranks: tuple[str, ...]
+    """ranks[i] is the node of rank i, in mpirun's by-slot order."""
+    launch_node: str
+    """The first node of the placement: `script` runs there."""
+    env: dict[str, str]
+    command: tuple[str, ...]
+    """The launcher's argv, as the script runs it."""
+    hostfile: str
+    script: str
+    mpirun_equivalent: str | None
+    """For horovodrun jobs, the mpirun line it amounts to; None for mpirun jobs."""
+    sbatch: str
+    mpijob: str
+
+    def text(self, fmt: str) -> str:
+        """One of RENDER_FORMATS, for `ringfleet render --format`."""
+        if fmt not in RENDER_FORMATS:
+            raise RingfleetError("--format", f"must be one of {', '.join(RENDER_FORMATS)}", fmt)
+        return getattr(self, fmt)
+
+
+def tuning_env(threads: int) -> dict[str, str]:
+    """Thread settings for CPU ranks that own `threads` cores each."""
+    return {
+        "OMP_NUM_THREADS": str(threads),
+        "KMP_AFFINITY": KMP_AFFINITY,
+        "KMP_BLOCKTIME": KMP_BLOCKTIME,
+        "TF_NUM_INTRAOP_THREADS": str(threads),
+        "TF_NUM_INTEROP_THREADS": TF_NUM_INTEROP_THREADS,
+    }
+
+
+def cores_per_rank(pool: ResolvedPool) -> int:
+    """CPU pools: threads_per_rank; GPU pools: the node's cores shared among its GPUs."""
+    if pool.is_gpu:
+        return max(1, pool.cores // pool.slots)
+    return pool.pool.threads_per_rank
+
+
+def job_env(spec: ClusterSpec, job: Job) -> dict[str, str]:
+    """Variables exported to every rank; the job's own env wins over ringfleet's."""
+    first = spec.pools[job.pools[0]]
+    env: dict[str, str] = {}
+    if first.is_gpu:
+        env[NCCL_SOCKET_IFNAME] = job.interface
+    elif job.tuning:
+        env.update(tuning_env(first.pool.threads_per_rank))
+    env.update(job.env)
+    return env
+
+
+def interface_args(interface: str) -> list[str]:
+    """MPI data (btl) and control (oob) traffic on the cluster network, not docker0 or lo."""
+    return ["-mca", "btl_tcp_if_include", interface, "-mca", "oob_tcp_if_include", interface]
+
+
+def ssh_port_args(port: int) -> list[str]:
+    """OpenMPI starts its remote daemons over ssh, which needs a non-default port spelled out."""
+    return [] if port == DEFAULT_SSH_PORT else ["-mca", "plm_rsh_args", f"-p {port}"]
+
+
+def export_args(env: dict[str, str]) -> list[str]:
+    """`-x NAME` forwards the launcher's value of NAME to every rank."""
+    return [arg for name in env for arg in ("-x", name)]
+
+
+def rank_command(job: Job) -> list[str]:
+    """What every rank runs: the node venv's python on the script copied to the workdir."""
+    return [NODE_PYTHON, job.remote_script, *job.args]
+
+
+def host_slots(placement: list[tuple[str, int]]) -> str:
+    """horovodrun's -H form: host1:2,host2:2."""
+    return ",".join(f"{node}:{ranks}" for node, ranks in placement)
+
+
+def horovodrun_command(
+    spec: ClusterSpec, job: Job, placement: list[tuple[str, int]]
+) -> list[str]:
+    """The horovodrun argv: hosts and slots inline, so it needs no hostfile."""
+    port = spec.cluster.ssh.port
+    cmd = [HOROVODRUN, "-np", str(job.processes), "-H", host_slots(placement)]
+    cmd += ["--network-interface", job.interface]
+    if port != DEFAULT_SSH_PORT:
+        cmd += ["--ssh-port", str(port)]
+    return [*cmd, *HOROVOD_MPI_ARGS, *rank_command(job)]
+
+
+def mpirun_command(spec: ClusterSpec, job: Job, env: dict[str, str]) -> list[str]:
+    """The mpirun argv, reading ./hostfile; also what a horovodrun job amounts to."""
+    return [
+        MPIRUN, "-np", str(job.processes), "--hostfile", HOSTFILE,
+        *NO_BINDING_ARGS, *TCP_ONLY_ARGS, *interface_args(job.interface),
+        *export_args(env), *TAG_OUTPUT_ARGS, *ssh_port_args(spec.cluster.ssh.port),
+        *rank_command(job),
+    ]  # fmt: skip
+
+
+def slurm_command(job: Job, env: dict[str, str]) -> list[str]:
+    """mpirun inside the allocation: OpenMPI reads the hosts from Slurm and starts via srun."""
+    return [
+        MPIRUN, "-np", str(job.processes),
+        *NO_BINDING_ARGS, *TCP_ONLY_ARGS, *interface_args(job.interface),
+        *export_args(env), *TAG_OUTPUT_ARGS, *rank_command(job),
+    ]  # fmt: skip
+
+
+def mpijob_command(job: Job, env: dict[str, str]) -> list[str]:
+    """Pods have one interface and the operator sets up ssh, so those flags are left out."""
+    return [
+        MPIRUN, "-np", str(job.processes),
+        *NO_BINDING_ARGS, *TCP_ONLY_ARGS, *export_args(env), *TAG_OUTPUT_ARGS,
+        *rank_command(job),
+    ]  # fmt: skip
+
+
+def slurm_time(seconds: int) -> str:
+    """Slurm's --time: HH:MM:SS, with a D- prefix from one day on."""
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    clock = f"{hours:02d}:{minutes:02d}:{secs:02d}"
+    return f"{days}-{clock}" if days else clock
+
+
+def templates(root: Path | None = None) -> Environment:
+    """The Jinja environment over `<project>/templates`; a missing variable is an error."""
+    env = Environment(
+        loader=FileSystemLoader((root or project_root()) / "templates"),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    # JSON strings are YAML scalars, so the MPIJob quotes any value safely.
+    env.filters["yamlstr"] = lambda value: json.dumps(value, ensure_ascii=False)
+    return env
+
+
+def _render(env: Environment, fmt: str, context: dict) -> str:
+    try:
+        template = env.get_template(TEMPLATES[fmt])
+    except TemplateNotFound:
+        raise RingfleetError(
+            f"templates/{TEMPLATES[fmt]}", "no such template; is RINGFLEET_ROOT the ringfleet repo?"
+        ) from None
+    return template.render(context)
+
+
+def render_job(spec: ClusterSpec, job: Job, root: Path | None = None) -> RenderedJob:
+    """Place the job's ranks and render every launch form of it."""
+    placement = place(spec, job)
+    env = job_env(spec, job)
+    pools = [spec.pools[name] for name in job.pools]
+    mpirun = mpirun_command(spec, job, env)
+    command = horovodrun_command(spec, job, placement) if job.launcher == "horovodrun" else mpirun
+    equivalent = shlex.join(mpirun) if job.launcher == "horovodrun" else None
+    per_node = max(ranks for _, ranks in placement)
+    cpus_per_task = min(cores_per_rank(p) for p in pools)
+    context = {
+        "name": job.name,
+        "job_file": job.display,
+        "spec_file": spec.display,
+        "cluster": spec.cluster.name,
+        "user": spec.cluster.ssh.user,
+        "mount": spec.cluster.storage.mount,
+        "workdir": job.workdir,
+        "workdir_q": shlex.quote(job.workdir),
+        "processes": job.processes,
+        "placement": placement,
+        "nodes": len(placement),
+        "per_node": per_node,
+        "launch_node": placement[0][0],
+        "cpus_per_task": cpus_per_task,
+        "worker_cpus": cpus_per_task * per_node,
+        "gpus": per_node if pools[0].is_gpu else 0,
+        "timeout": job.timeout,
+        "slurm_time": slurm_time(job.timeout),
+        "kill_after": TIMEOUT_KILL_AFTER,
+        "env": list(env.items()),
+        "exports": [(name, shlex.quote(value)) for name, value in env.items()],
+        "command_line": shlex.join(command),
+        "mpirun_equivalent": equivalent,
+        "slurm_line": shlex.join(slurm_command(job, env)),
+        "mpijob_command": mpijob_command(job, env),
+        "api_version": MPIJOB_API_VERSION,
+        "image": MPIJOB_IMAGE,
+        "claim": MPIJOB_SHARED_CLAIM,
+        "gpu_resource": GPU_RESOURCE,
+    }
+    jinja = templates(root)
+    return RenderedJob(
+        job=job,
+        placement=tuple(placement),
+        ranks=tuple(node for node, ranks in placement for _ in range(ranks)),
+        launch_node=placement[0][0],
+        env=env,
+        command=tuple(command),
+        hostfile=_render(jinja, "hostfile", context),
+        script=_render(jinja, "script", context),
+        mpirun_equivalent=equivalent,
+        sbatch=_render(jinja, "sbatch", context),
+        mpijob=_render(jinja, "mpijob", context),
+    )
