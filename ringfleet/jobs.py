@@ -9,11 +9,17 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
 
 from ringfleet.errors import RingfleetError
 from ringfleet.pydantic_errors import to_ringfleet_error
@@ -88,49 +94,36 @@ class JobFile(Strict):
     """Export OpenMP/MKL/TensorFlow thread settings on CPU ranks."""
 
 
-@dataclass(frozen=True)
-class Job:
-    """A job checked against one cluster spec, with every default filled in."""
+class Job(BaseModel):
+    """A job checked against one cluster spec, with every default filled in.
 
-    file: JobFile
+    `ringfleet run` adds run variables with `job.model_copy(update={"env": ...})`.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
     path: Path
+    """The job file."""
     display: str
+    """The job file as error messages name it."""
     pools: tuple[str, ...]
     processes: int
     slots_per_node: int | None
-    script: Path
+    entry_path: Path
     """Where the entry script is on this machine; `require_script` checks it exists."""
+    args: tuple[str, ...]
+    env: dict[str, str]
     workdir: str
+    timeout_seconds: int
+    launcher: Literal["horovodrun", "mpirun"]
     interface: str
-
-    @property
-    def name(self) -> str:
-        return self.file.name
-
-    @property
-    def args(self) -> list[str]:
-        return self.file.entry.args
-
-    @property
-    def env(self) -> dict[str, str]:
-        return self.file.env
-
-    @property
-    def timeout(self) -> int:
-        return self.file.timeout
-
-    @property
-    def launcher(self) -> str:
-        return self.file.launcher
-
-    @property
-    def tuning(self) -> bool:
-        return self.file.tuning
+    tuning: bool
 
     @property
     def remote_script(self) -> str:
         """`ringfleet run` copies the script into the workdir, so ranks run it from there."""
-        return posixpath.join(self.workdir, self.script.name)
+        return posixpath.join(self.workdir, self.entry_path.name)
 
 
 def display_path(path: Path, root: Path | None = None) -> str:
@@ -164,15 +157,20 @@ def _resolve(file: JobFile, spec: ClusterSpec, path: Path, display: str, root: P
     processes = _check_processes(file, pools, display)
     _check_env(file, display)
     return Job(
-        file=file,
+        name=file.name,
         path=path,
         display=display,
         pools=tuple(p.name for p in pools),
         processes=processes,
         slots_per_node=file.slots_per_node,
-        script=_script_source(file, path, root, display),
+        entry_path=_script_source(file, path, root, display),
+        args=tuple(file.entry.args),
+        env=file.env,
         workdir=_workdir(file, spec, display),
+        timeout_seconds=file.timeout,
+        launcher=file.launcher,
         interface=file.interface or spec.cluster.network.interface,
+        tuning=file.tuning,
     )
 
 
@@ -277,7 +275,7 @@ def _script_source(file: JobFile, path: Path, root: Path, display: str) -> Path:
             "must be relative to the job file's directory or the project root",
             script,
         )
-    candidates = [path.parent / script, root / script]
+    candidates = [path.resolve().parent / script, root.resolve() / script]
     return next((c for c in candidates if c.is_file()), candidates[0])
 
 
@@ -297,13 +295,11 @@ def _workdir(file: JobFile, spec: ClusterSpec, display: str) -> str:
 
 def require_script(job: Job) -> Path:
     """The entry script on this machine; `ringfleet run` calls this before copying it."""
-    if not job.script.is_file():
+    if not job.entry_path.is_file():
         raise RingfleetError(
-            _at(job.display, "entry.script"),
-            f"no such file (looked for {job.script})",
-            job.file.entry.script,
+            _at(job.display, "entry.script"), f"no such file (looked for {job.entry_path})"
         )
-    return job.script
+    return job.entry_path
 
 
 def place(spec: ClusterSpec, job: Job) -> list[tuple[str, int]]:

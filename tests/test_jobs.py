@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -57,11 +58,11 @@ def job_from(tmp_path: Path, spec: ClusterSpec, **fields: object) -> Job:
         ("slots_per_node", 2),
         ("workdir", "/shared/jobs/digits"),
         ("remote_script", "/shared/jobs/digits/digits.py"),
-        ("timeout", 1200),
+        ("timeout_seconds", 1200),
         ("launcher", "horovodrun"),
         ("interface", "eth0"),
         ("tuning", True),
-        ("args", []),
+        ("args", ()),
         ("env", {}),
     ],
 )
@@ -69,8 +70,13 @@ def test_digits_job(digits: Job, attribute: str, expected: object) -> None:
     assert getattr(digits, attribute) == expected
 
 
+def test_entry_path_is_absolute_for_a_relative_job_path(local: ClusterSpec) -> None:
+    relative = Path(os.path.relpath(REPO / "jobs" / "digits.yaml"))
+    assert load_job(relative, local, REPO).entry_path.is_absolute()
+
+
 def test_digits_script_is_looked_for_beside_the_job_file(digits: Job) -> None:
-    assert digits.script == REPO / "jobs" / "scripts" / "digits.py"
+    assert digits.entry_path == REPO / "jobs" / "scripts" / "digits.py"
 
 
 @pytest.mark.parametrize(
@@ -79,7 +85,7 @@ def test_digits_script_is_looked_for_beside_the_job_file(digits: Job) -> None:
         ("name", "synthetic"),
         ("processes", 2),
         ("slots_per_node", 1),
-        ("args", ["--batch-size", "32", "--num-iters", "10"]),
+        ("args", ("--batch-size", "32", "--num-iters", "10")),
         ("remote_script", "/shared/jobs/synthetic/synthetic.py"),
     ],
 )
@@ -95,7 +101,7 @@ def test_synthetic_job(local: ClusterSpec, attribute: str, expected: object) -> 
     ("attribute", "expected"),
     [
         ("workdir", "/shared/jobs/probe"),
-        ("timeout", 3600),
+        ("timeout_seconds", 3600),
         ("launcher", "horovodrun"),
         ("interface", "eth0"),
         ("tuning", True),
@@ -146,13 +152,13 @@ def test_duration_seconds_refuses(given: object) -> None:
 
 def test_script_falls_back_to_the_project_root(tmp_path: Path, local: ClusterSpec) -> None:
     job = job_from(tmp_path, local, pool="cpu", processes=1, entry={"script": "pyproject.toml"})
-    assert job.script == REPO / "pyproject.toml"
+    assert job.entry_path == REPO / "pyproject.toml"
 
 
 def test_script_beside_the_job_file_wins(tmp_path: Path, local: ClusterSpec) -> None:
     (tmp_path / "pyproject.toml").write_text("", encoding="utf-8")
     job = job_from(tmp_path, local, pool="cpu", processes=1, entry={"script": "pyproject.toml"})
-    assert job.script == tmp_path / "pyproject.toml"
+    assert job.entry_path == (tmp_path / "pyproject.toml").resolve()
 
 
 def test_require_script_refuses_a_missing_script(tmp_path: Path, local: ClusterSpec) -> None:
@@ -161,7 +167,7 @@ def test_require_script_refuses_a_missing_script(tmp_path: Path, local: ClusterS
         require_script(job)
     assert err.value.line() == (
         f"ringfleet: error: {tmp_path / 'probe.yaml'}: job.entry.script: "
-        f"no such file (looked for {tmp_path / 'nope.py'}) (got 'nope.py')"
+        f"no such file (looked for {(tmp_path / 'nope.py').resolve()})"
     )
 
 

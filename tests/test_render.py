@@ -7,7 +7,6 @@ import os
 import shlex
 import shutil
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -51,7 +50,7 @@ def digits(local: ClusterSpec) -> Job:
 
 
 def with_launcher(job: Job, launcher: str) -> Job:
-    return replace(job, file=job.file.model_copy(update={"launcher": launcher}))
+    return job.model_copy(update={"launcher": launcher})
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +78,7 @@ def launcher_argv(rendered: RenderedJob) -> list[str]:
     """The launcher's argv as bash would split the script's last line, minus `exec timeout`."""
     last = rendered.script.rstrip("\n").splitlines()[-1]
     argv = shlex.split(last)
-    assert argv[:4] == ["exec", "timeout", "--kill-after=30s", str(rendered.job.timeout)]
+    assert argv[:4] == ["exec", "timeout", "--kill-after=30s", str(rendered.job.timeout_seconds)]
     return argv[4:]
 
 
