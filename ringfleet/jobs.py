@@ -68,7 +68,7 @@ class Entry(Strict):
     script: str = Field(min_length=1)
     """Python file, relative to the job file's directory or the project root."""
     args: list[str] = Field(default_factory=list)
-    """Arguments passed to the script, each one word."""
+    """Arguments to the script; each stays one argument, spaces and quotes included."""
 
 
 class JobFile(Strict):
