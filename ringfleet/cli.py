@@ -31,8 +31,10 @@ def validate(env: EnvArg) -> None:
     c = spec.cluster
     console.print(f"{spec.display}: ok ({c.provider}, cluster {c.name})")
     for pool in spec.pools.values():
-        kind = f"{pool.pool.accelerator.count}x {pool.pool.accelerator.model}" if pool.is_gpu else (
-            f"{pool.cores} cores"
+        kind = (
+            f"{pool.pool.accelerator.count}x {pool.pool.accelerator.model}"
+            if pool.is_gpu
+            else (f"{pool.cores} cores")
         )
         console.print(
             f"  pool {pool.name}: {len(pool.nodes)} node(s), {kind}, "
@@ -131,6 +133,68 @@ def status(env: EnvArg) -> None:
     console.print(table)
     if any(r.state != "running" for r in rows):
         raise typer.Exit(1)
+
+
+@app.command()
+def render(
+    env: EnvArg,
+    job: Annotated[Path, typer.Argument(help="Job spec, e.g. jobs/digits.yaml")],
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", help="hostfile, script, sbatch or mpijob; default: hostfile+script"
+        ),
+    ] = "",
+) -> None:
+    """Render JOB for ENV: the hostfile and launch script, or a Slurm / MPIJob form."""
+    from ringfleet.jobs import load_job
+    from ringfleet.launch import render_job
+
+    spec = load_spec(env)
+    rendered = render_job(spec, load_job(job, spec))
+    if fmt:
+        sys.stdout.write(rendered.text(fmt))
+        return
+    sys.stdout.write(rendered.text("hostfile"))
+    sys.stdout.write("\n")
+    sys.stdout.write(rendered.text("script"))
+
+
+@app.command()
+def run(
+    env: EnvArg,
+    job: Annotated[Path, typer.Argument(help="Job spec, e.g. jobs/digits.yaml")],
+) -> None:
+    """Launch JOB on ENV's nodes; stream per-rank output; exit with the job's exit code.
+
+    124 means the job's timeout fired, 125 that a node was lost mid-job.
+    """
+    from ringfleet.run import run_job
+
+    spec = load_spec(env)
+    result = run_job(spec, job, console=console)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def runs(env: EnvArg) -> None:
+    """List ENV's past runs recorded on shared storage."""
+    from rich.table import Table
+
+    from ringfleet.run import list_runs
+
+    spec = load_spec(env)
+    table = Table("run", "exit", "reason", "seconds", "ranks", "started", title=f"runs of {env}")
+    for r in list_runs(spec):
+        table.add_row(
+            str(r.get("run_id")),
+            str(r.get("exit_code")),
+            str(r.get("reason")),
+            str(r.get("seconds")),
+            str(r.get("ranks")),
+            str(r.get("started")),
+        )
+    console.print(table)
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from rich.markup import escape
 
 from ringfleet.engine import docker_client
 from ringfleet.errors import RingfleetError
-from ringfleet.jobs import load_job
+from ringfleet.jobs import load_job, require_script
 from ringfleet.launch import render_job
 from ringfleet.nodeshell import DockerNode
 from ringfleet.spec import ClusterSpec
@@ -92,7 +92,7 @@ def run_job(spec: ClusterSpec, job_file: Path, console: Console | None = None) -
     _, gids = first.run(["id", "-g", user])
     owner = (int(ids.strip()), int(gids.strip()))
     first.run(["mkdir", "-p", run_dir, job.workdir], user=user)
-    script_src = job.entry_path
+    script_src = require_script(job)
     first.put_file(f"{job.workdir}/{script_src.name}", script_src.read_bytes(), owner)
     first.put_file(f"{run_dir}/launch.sh", rendered.script.encode(), owner, 0o755)
     first.put_file(f"{run_dir}/hostfile", rendered.hostfile.encode(), owner)
@@ -119,7 +119,12 @@ def run_job(spec: ClusterSpec, job_file: Path, console: Console | None = None) -
             console.print(_format_line(line, rank_nodes, per_rank), highlight=False)
         if stream.done and not reason:
             code = _wait_exit_code(stream)
-            reason = "completed" if code == 0 else "failed"
+            if code == EXIT_TIMEOUT:
+                # The launch script's own `timeout` fired first (it guards against a lost
+                # controller too); report it as the timeout it is.
+                reason = f"timeout after {job.timeout_seconds} s"
+            else:
+                reason = "completed" if code == 0 else f"failed (job exit code {code})"
             break
         now = time.monotonic()
         if now - last_watch >= WATCH_INTERVAL and not reason:
