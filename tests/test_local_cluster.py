@@ -1,0 +1,148 @@
+"""The local cluster on real containers: SSH mesh, shared volume, idempotence, scaling, repair.
+
+One cluster is brought up for the module; tests run in file order because the
+later ones change it (scale, down/up, kill) and restore it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import time
+
+import docker
+import pytest
+from rich.console import Console
+
+from ringfleet import local
+from ringfleet.spec import load_spec, load_spec_file
+from tests.conftest import ROOT, run_cli
+
+pytestmark = pytest.mark.docker
+
+ENV = "local"
+USER = "rf"
+QUIET = Console(stderr=True, quiet=True)
+
+
+def node_names() -> list[str]:
+    return [n.name for n in load_spec(ENV, ROOT).nodes]
+
+
+def exec_on(node: str, *argv: str, user: str = USER) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["docker", "exec", "-u", user, node, *argv], capture_output=True, text=True, timeout=60
+    )
+
+
+def container_ids() -> dict[str, str]:
+    client = docker.from_env()
+    spec = load_spec(ENV, ROOT)
+    return {name: c.id for name, c in local.cluster_containers(client, spec).items()}
+
+
+def spec_with_count(tmp_path, count: int):
+    text = (ROOT / "Pulumi.local.yaml").read_text()
+    changed = text.replace("count: 3", f"count: {count}", 1)
+    assert changed != text
+    path = tmp_path / "Pulumi.local.yaml"
+    path.write_text(changed)
+    return load_spec_file(path, ENV)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    proc = run_cli("up", ENV, timeout=3600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return load_spec(ENV, ROOT)
+
+
+PAIRS = list(itertools.permutations(node_names(), 2))
+
+
+@pytest.mark.parametrize(("src", "dst"), PAIRS, ids=[f"{a}->{b}" for a, b in PAIRS])
+def test_ssh_between_nodes_with_strict_host_keys(cluster, src: str, dst: str) -> None:
+    proc = exec_on(
+        src, "ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", dst, "hostname"
+    )
+    assert (proc.returncode, proc.stdout.strip()) == (0, dst), proc.stderr
+
+
+def test_host_keys_differ_per_node(cluster) -> None:
+    keys = {
+        n: exec_on(n, "cat", "/etc/ssh/ssh_host_ed25519_key.pub", user="root").stdout.split()[1]
+        for n in node_names()
+    }
+    assert len(set(keys.values())) == len(keys)
+
+
+def test_password_authentication_is_off(cluster) -> None:
+    proc = exec_on(node_names()[0], "/usr/sbin/sshd", "-T", user="root")
+    assert "passwordauthentication no" in proc.stdout.splitlines()
+
+
+@pytest.mark.parametrize("reader", node_names()[1:])
+def test_shared_volume_is_coherent(cluster, reader: str) -> None:
+    token = f"written-at-{time.time_ns()}"
+    writer = node_names()[0]
+    path = f"{cluster.cluster.storage.mount}/coherence-{reader}.txt"
+    assert exec_on(writer, "sh", "-c", f"echo {token} > {path}").returncode == 0
+    assert exec_on(reader, "cat", path).stdout.strip() == token
+
+
+def test_second_up_changes_nothing(cluster) -> None:
+    before = container_ids()
+    report = local.up(load_spec(ENV, ROOT), ROOT, console=QUIET)
+    assert (report.converge.total_changed, container_ids(), report.created, report.recreated) == (
+        0,
+        before,
+        [],
+        [],
+    )
+
+
+def test_scale_down_removes_only_the_last_node(cluster, tmp_path) -> None:
+    before = container_ids()
+    report = local.up(spec_with_count(tmp_path, 2), ROOT, console=QUIET)
+    after = container_ids()
+    assert (report.removed, after) == (
+        ["rf-local-cpu-3"],
+        {k: v for k, v in before.items() if k != "rf-local-cpu-3"},
+    )
+
+
+def test_scale_up_adds_only_the_new_node(cluster) -> None:
+    before = container_ids()
+    report = local.up(load_spec(ENV, ROOT), ROOT, console=QUIET)
+    after = container_ids()
+    assert (report.created, {k: after[k] for k in before}) == (["rf-local-cpu-3"], before)
+
+
+def test_new_node_joins_the_ssh_mesh(cluster) -> None:
+    proc = exec_on("rf-local-cpu-1", "ssh", "-o", "BatchMode=yes", "rf-local-cpu-3", "hostname")
+    assert proc.stdout.strip() == "rf-local-cpu-3", proc.stderr
+
+
+def test_down_then_up_keeps_shared_data(cluster) -> None:
+    path = f"{cluster.cluster.storage.mount}/survives-down.txt"
+    assert exec_on("rf-local-cpu-1", "sh", "-c", f"echo kept > {path}").returncode == 0
+    assert run_cli("down", ENV).returncode == 0
+    assert run_cli("up", ENV, timeout=3600).returncode == 0
+    assert exec_on("rf-local-cpu-2", "cat", path).stdout.strip() == "kept"
+
+
+def test_status_reports_a_killed_node(cluster) -> None:
+    subprocess.run(["docker", "kill", "rf-local-cpu-3"], check=True, capture_output=True)
+    proc = run_cli("status", ENV)
+    row = next(line for line in proc.stdout.splitlines() if "rf-local-cpu-3" in line)
+    assert (proc.returncode, "exited" in row) == (1, True)
+
+
+def test_up_repairs_a_killed_node(cluster) -> None:
+    report = local.up(load_spec(ENV, ROOT), ROOT, console=QUIET)
+    proc = exec_on("rf-local-cpu-1", "ssh", "-o", "BatchMode=yes", "rf-local-cpu-3", "hostname")
+    assert (report.started, proc.stdout.strip()) == (["rf-local-cpu-3"], "rf-local-cpu-3")
+
+
+def test_status_is_green_after_repair(cluster) -> None:
+    assert run_cli("status", ENV).returncode == 0
