@@ -31,3 +31,13 @@ def run_cli(*args: str, root: Path | None = None, timeout: float = 600, **kw):
         timeout=timeout,
         **kw,
     )
+
+
+@pytest.fixture(scope="session")
+def local_cluster():
+    """The local env's cluster, up and converged once per test session."""
+    from ringfleet.spec import load_spec
+
+    proc = run_cli("up", "local", timeout=3600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return load_spec("local", ROOT)

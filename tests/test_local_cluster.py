@@ -51,10 +51,8 @@ def spec_with_count(tmp_path, count: int):
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    proc = run_cli("up", ENV, timeout=3600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return load_spec(ENV, ROOT)
+def cluster(local_cluster):
+    return local_cluster
 
 
 PAIRS = list(itertools.permutations(node_names(), 2))

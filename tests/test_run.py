@@ -1,0 +1,171 @@
+"""`ringfleet run` on the real local cluster: training, records, timeout, node loss, refusal."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import ROOT, run_cli
+
+pytestmark = pytest.mark.docker
+
+DATA = ROOT / "tests" / "data" / "run"
+RECORD_FILES = ["launch.sh", "hostfile", "output.log", "status.json", "rank-0.log"]
+
+
+def node_exec(node: str, *argv: str, user: str = "rf") -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["docker", "exec", "-u", user, node, *argv], capture_output=True, text=True, timeout=60
+    )
+
+
+def record_dir(stdout: str) -> str:
+    match = re.search(r"record: (\S+)", stdout)
+    assert match, stdout[-2000:]
+    return match.group(1)
+
+
+def rank_processes(node: str) -> list[str]:
+    proc = node_exec(node, "pgrep", "-u", "rf", "-a", "python", user="root")
+    return proc.stdout.strip().splitlines()
+
+
+@pytest.fixture(scope="module")
+def digits(local_cluster):
+    proc = run_cli("run", "local", "jobs/digits.yaml", timeout=1800)
+    return proc
+
+
+def test_digits_exits_zero(digits) -> None:
+    assert digits.returncode == 0, digits.stdout[-3000:] + digits.stderr[-2000:]
+
+
+def test_digits_reaches_target_accuracy(digits) -> None:
+    metrics = json.loads(
+        node_exec("rf-local-cpu-1", "cat", record_dir(digits.stdout) + "/metrics.json").stdout
+    )
+    assert (metrics["ranks"], metrics["val_accuracy"] >= 0.9) == (4, True), metrics
+
+
+def test_digits_saves_the_model(digits) -> None:
+    path = record_dir(digits.stdout) + "/model.keras"
+    assert node_exec("rf-local-cpu-3", "test", "-s", path).returncode == 0
+
+
+@pytest.mark.parametrize(("rank", "node"), [(0, "rf-local-cpu-1"), (3, "rf-local-cpu-2")])
+def test_output_is_prefixed_with_rank_and_node(digits, rank: int, node: str) -> None:
+    assert f"[{rank} {node}] rank {rank}/4: trained" in digits.stdout
+
+
+@pytest.mark.parametrize("name", RECORD_FILES)
+def test_run_record_file_exists(digits, name: str) -> None:
+    path = f"{record_dir(digits.stdout)}/{name}"
+    assert node_exec("rf-local-cpu-2", "test", "-s", path).returncode == 0
+
+
+def test_run_status_records_exit_and_timing(digits) -> None:
+    status = json.loads(
+        node_exec("rf-local-cpu-1", "cat", record_dir(digits.stdout) + "/status.json").stdout
+    )
+    assert (status["exit_code"], status["reason"], status["ranks"], status["seconds"] > 0) == (
+        0,
+        "completed",
+        4,
+        True,
+    )
+
+
+def test_runs_lists_the_digits_run(digits) -> None:
+    run_id = record_dir(digits.stdout).rsplit("/", 1)[-1]
+    proc = run_cli("runs", "local")
+    assert (proc.returncode, run_id in proc.stdout.replace("\n", "").replace(" ", "")) == (0, True)
+
+
+def test_failing_rank_fails_the_run(local_cluster) -> None:
+    proc = run_cli("run", "local", str(DATA / "fails.yaml"), timeout=600)
+    assert proc.returncode != 0 and "failed" in proc.stdout, proc.stdout[-2000:]
+
+
+def test_too_many_processes_refused_before_launch(local_cluster) -> None:
+    proc = run_cli("run", "local", str(DATA / "too-many.yaml"))
+    assert (proc.returncode, proc.stderr.strip()) == (
+        2,
+        f"ringfleet: error: {DATA / 'too-many.yaml'}: job.processes: only 6 slot(s) in pool cpu "
+        "(3 node(s) x 2) (got 64)",
+    )
+
+
+@pytest.fixture(scope="module")
+def timed_out(local_cluster):
+    started = time.monotonic()
+    proc = run_cli("run", "local", str(DATA / "short-timeout.yaml"), timeout=600)
+    return proc, time.monotonic() - started
+
+
+def test_timeout_exit_code(timed_out) -> None:
+    proc, _ = timed_out
+    assert proc.returncode == 124, proc.stdout[-2000:]
+
+
+def test_timeout_is_enforced_promptly(timed_out) -> None:
+    _, seconds = timed_out
+    assert seconds < 40 + 60
+
+
+@pytest.mark.parametrize("node", ["rf-local-cpu-1", "rf-local-cpu-2"])
+def test_timeout_leaves_no_rank_running(timed_out, node: str) -> None:
+    assert rank_processes(node) == []
+
+
+@pytest.fixture(scope="module")
+def node_lost(local_cluster):
+    """Kill rf-local-cpu-2 while `hang` runs on three nodes; repair the cluster afterwards."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ringfleet.cli", "run", "local", str(DATA / "hang.yaml")],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "step 20" in line:
+            break
+    subprocess.run(["docker", "kill", "rf-local-cpu-2"], check=True, capture_output=True)
+    killed = time.monotonic()
+    try:
+        rest, _ = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        rest, _ = proc.communicate()
+    elapsed = time.monotonic() - killed
+    survivors = {n: rank_processes(n) for n in ("rf-local-cpu-1", "rf-local-cpu-3")}
+    yield proc.returncode, "".join(lines) + rest, elapsed, survivors
+    assert run_cli("up", "local", timeout=1800).returncode == 0
+
+
+def test_node_loss_exit_code(node_lost) -> None:
+    code, output, _, _ = node_lost
+    assert code == 125, output[-2000:]
+
+
+def test_node_loss_names_the_node(node_lost) -> None:
+    _, output, _, _ = node_lost
+    assert "node rf-local-cpu-2 lost" in output
+
+
+def test_node_loss_detected_within_60_seconds(node_lost) -> None:
+    _, _, elapsed, _ = node_lost
+    assert elapsed < 60
+
+
+@pytest.mark.parametrize("node", ["rf-local-cpu-1", "rf-local-cpu-3"])
+def test_node_loss_leaves_no_rank_running(node_lost, node: str) -> None:
+    _, _, _, survivors = node_lost
+    assert survivors[node] == []
