@@ -1,0 +1,128 @@
+"""Run the Pulumi program of an env (up, preview, down, outputs) through the Automation API.
+
+The Automation API drives the `pulumi` CLI, so every operation first checks the
+CLI is there and fails with one line saying how to install it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ringfleet.errors import RingfleetError
+from ringfleet.inventory import load_outputs, render_inventory
+from ringfleet.outputs import static_outputs
+from ringfleet.spec import load_spec, project_root
+
+if TYPE_CHECKING:
+    from pulumi import automation as auto
+
+PULUMI_INSTALL_HINT = (
+    "install it: curl -fsSL https://get.pulumi.com | sh "
+    "(or see https://www.pulumi.com/docs/install/)"
+)
+
+OnOutput = Callable[[str], None]
+
+
+def _echo(line: str) -> None:
+    print(line, flush=True)
+
+
+def pulumi_available() -> bool:
+    """True when the `pulumi` CLI is on PATH."""
+    return shutil.which("pulumi") is not None
+
+
+def require_pulumi() -> None:
+    """Raise a one-line RingfleetError (exit 2) when the `pulumi` CLI is missing."""
+    if not pulumi_available():
+        raise RingfleetError("pulumi", f"the pulumi CLI is not installed; {PULUMI_INSTALL_HINT}")
+
+
+def _stack(env: str, root: Path | None = None) -> auto.Stack:
+    """The env's stack, after checking the CLI and the spec.
+
+    The spec is validated first: a typo in ENV would otherwise create a new,
+    empty stack, and a bad spec would fail deep inside the program run.
+    """
+    require_pulumi()
+    root = root or project_root()
+    load_spec(env, root)
+    from pulumi import automation as auto
+
+    return auto.create_or_select_stack(stack_name=env, work_dir=str(root))
+
+
+def _failed(verb: str, env: str, exc: Exception) -> RingfleetError:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return RingfleetError(
+        f"pulumi {verb} -s {env}", "failed; see pulumi's output above", lines[-1] if lines else None
+    )
+
+
+def stack_up(env: str, on_output: OnOutput = _echo) -> dict[str, Any]:
+    """`pulumi up -s ENV`, streaming pulumi's output; returns the stack outputs."""
+    from pulumi import automation as auto
+
+    stack = _stack(env)
+    try:
+        result = stack.up(on_output=on_output)
+    except auto.CommandError as exc:
+        raise _failed("up", env, exc) from None
+    return {key: value.value for key, value in result.outputs.items()}
+
+
+def stack_preview(env: str, on_output: OnOutput = _echo) -> dict[str, int]:
+    """`pulumi preview -s ENV`, streaming pulumi's output; returns counts per change kind."""
+    from pulumi import automation as auto
+
+    stack = _stack(env)
+    try:
+        result = stack.preview(on_output=on_output)
+    except auto.CommandError as exc:
+        raise _failed("preview", env, exc) from None
+    # OpType is a str enum; plain strings keep the result easy to print and compare.
+    return {str(op.value): count for op, count in result.change_summary.items()}
+
+
+def stack_down(env: str, on_output: OnOutput = _echo) -> None:
+    """`pulumi destroy -s ENV`; protected resources (EFS, NFS head) make it stop."""
+    from pulumi import automation as auto
+
+    stack = _stack(env)
+    try:
+        stack.destroy(on_output=on_output)
+    except auto.CommandError as exc:
+        raise _failed("destroy", env, exc) from None
+
+
+def stack_outputs(env: str) -> dict[str, Any]:
+    """The stack outputs of ENV as plain values, secrets included in clear text.
+
+    The SSH private key is among them (aws): write it only to a 0600 file.
+    """
+    from pulumi import automation as auto
+
+    stack = _stack(env)
+    try:
+        outputs = stack.outputs()
+    except auto.CommandError as exc:
+        raise _failed("stack output", env, exc) from None
+    return {key: value.value for key, value in outputs.items()}
+
+
+def inventory_from_outputs(env: str, outputs_file: Path | None = None) -> dict[str, Any]:
+    """The Ansible inventory of ENV from an outputs JSON file, else from the stack.
+
+    A static env creates nothing, so without a file its outputs come from the
+    spec and the pulumi CLI is not needed.
+    """
+    if outputs_file is not None:
+        return render_inventory(load_outputs(outputs_file), str(outputs_file))
+    spec = load_spec(env)
+    if spec.cluster.provider == "static":
+        return render_inventory(static_outputs(spec), spec.display)
+    return render_inventory(stack_outputs(env), f"stack {env} outputs")
