@@ -54,23 +54,20 @@ def inventory(
     ] = False,
 ) -> None:
     """Print the Ansible inventory of ENV, from stack outputs or (static envs) the spec."""
-    from ringfleet.inventory import dump_inventory, load_outputs, render_inventory, write_inventory
-    from ringfleet.outputs import static_outputs
+    from ringfleet.inventory import dump_inventory, write_inventory
+    from ringfleet.stackops import inventory_from_outputs
+    from ringfleet.state import STATE_DIRNAME
 
     spec = load_spec(env)
-    if outputs is not None:
-        data = load_outputs(outputs)
-        where = str(outputs)
-    elif spec.cluster.provider == "static":
-        data = static_outputs(spec)
-        where = spec.display
-    else:
-        raise RingfleetError(
-            "inventory",
-            f"env {env!r} is provider {spec.cluster.provider}: pass --outputs FILE "
-            "(from `pulumi stack output --json`), or run `ringfleet up` first",
-        )
-    inv = render_inventory(data, where)
+    saved = project_root() / STATE_DIRNAME / env / "outputs.json"
+    if outputs is None and spec.cluster.provider == "docker":
+        # The local cluster has no Pulumi stack: `up` saved its outputs.
+        if not saved.is_file():
+            raise RingfleetError(
+                "inventory", f"no outputs for {env!r} yet; run `ringfleet up {env}`"
+            )
+        outputs = saved
+    inv = inventory_from_outputs(env, outputs)
     if write:
         path = write_inventory(project_root(), env, inv)
         err_console.print(f"wrote {path}")
@@ -84,12 +81,23 @@ def up(
         bool, typer.Option("--no-converge", help="Create nodes but do not run the roles")
     ] = False,
 ) -> None:
-    """Create or update ENV's nodes to match the spec, then converge them with site.yml."""
-    from ringfleet import local
+    """Create or update ENV's nodes to match the spec, then converge them with site.yml.
 
+    docker envs run on this machine's Docker engine; aws envs go through Pulumi's
+    Automation API (needs the pulumi CLI); static envs create nothing and converge.
+    """
     spec = load_spec(env)
     console.print(f"up {env}: cluster {spec.cluster.name} ({spec.cluster.provider})")
-    report = local.up(spec, project_root(), console=err_console, converge_nodes=not no_converge)
+    if spec.cluster.provider == "docker":
+        _up_local(spec, not no_converge)
+    else:
+        _up_remote(spec, not no_converge)
+
+
+def _up_local(spec, do_converge: bool) -> None:
+    from ringfleet import local
+
+    report = local.up(spec, project_root(), console=err_console, converge_nodes=do_converge)
     parts = [
         f"{len(getattr(report, k))} {k}"
         for k in ("created", "recreated", "started", "removed", "unchanged")
@@ -97,10 +105,39 @@ def up(
     ]
     changed = report.converge.total_changed if report.converge else "skipped"
     console.print(
-        f"up {env}: ready in {report.seconds:.0f} s; nodes: {', '.join(parts) or 'none'}; "
+        f"up {spec.env}: ready in {report.seconds:.0f} s; nodes: {', '.join(parts) or 'none'}; "
         f"ansible changed={changed}; inventory {report.inventory}",
         highlight=False,
     )
+
+
+def _up_remote(spec, do_converge: bool) -> None:
+    from ringfleet.converge import converge
+    from ringfleet.inventory import render_inventory, write_inventory
+    from ringfleet.outputs import static_outputs
+    from ringfleet.state import converge_vars, state_dir, write_outputs
+
+    root = project_root()
+    if spec.cluster.provider == "static":
+        # Bare metal: nothing to create, so no Pulumi CLI is needed to converge it.
+        outputs = static_outputs(spec)
+    else:
+        from ringfleet.stackops import stack_up
+
+        outputs = stack_up(spec.env)
+    write_outputs(root, spec.env, outputs)
+    path = write_inventory(root, spec.env, render_inventory(outputs, spec.display))
+    console.print(f"up {spec.env}: inventory {path}")
+    if do_converge:
+        result = converge(
+            root,
+            path,
+            state_dir(root, spec.env),
+            extravars=converge_vars(root, spec.env),
+            label=f"converge {spec.env}",
+            console=err_console,
+        )
+        console.print(f"up {spec.env}: converged, ansible changed={result.total_changed}")
 
 
 @app.command()
@@ -110,12 +147,38 @@ def down(
         bool, typer.Option("--purge", help="Also delete the shared volume and local state")
     ] = False,
 ) -> None:
-    """Remove ENV's nodes and network; shared data is kept unless --purge."""
-    from ringfleet import local
-
+    """Remove ENV's nodes (docker: shared data kept unless --purge; aws: pulumi destroy)."""
     spec = load_spec(env)
-    removed = local.down(spec, project_root(), purge=purge, console=err_console)
-    console.print(f"down {env}: removed {len(removed)} node(s)")
+    if spec.cluster.provider == "docker":
+        from ringfleet import local
+
+        removed = local.down(spec, project_root(), purge=purge, console=err_console)
+        console.print(f"down {env}: removed {len(removed)} node(s)")
+    elif spec.cluster.provider == "static":
+        raise RingfleetError(
+            f"{spec.display}: cluster.provider",
+            "static clusters are bare metal; ringfleet never removes them",
+            "static",
+        )
+    else:
+        from ringfleet.stackops import stack_down
+
+        stack_down(env)
+        console.print(f"down {env}: stack destroyed (protected resources are kept)")
+
+
+@app.command()
+def preview(
+    envs: Annotated[list[str], typer.Argument(help="Environments to preview")],
+) -> None:
+    """Show what `up` would change in each ENV's infrastructure (pulumi preview)."""
+    from ringfleet.stackops import stack_preview
+
+    for env in envs:
+        load_spec(env)
+        changes = stack_preview(env)
+        summary = ", ".join(f"{k}={v}" for k, v in sorted(changes.items())) or "no changes"
+        console.print(f"preview {env}: {summary}")
 
 
 @app.command()
