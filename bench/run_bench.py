@@ -1,0 +1,265 @@
+"""ringfleet benchmarks. Each writes a Markdown table and a PNG plot under bench/results/.
+
+  a  ready time: nothing -> verified-ready 3-node local cluster (images cached), and re-up
+  b  scaling: synthetic img/s, 1 rank on 1 node vs 2 ranks on 2 nodes, 1 CPU per node
+  c  allreduce bus bandwidth (64 MB) between two nodes vs iperf3 TCP between the same two
+  d  tuned vs untuned thread environment on the same synthetic job
+
+Usage: .venv/bin/python bench/run_bench.py [a b c d]   (default: all)
+These are benchmarks, not tests: they report what they measure, met or not.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from rich.console import Console  # noqa: E402
+
+from ringfleet import local  # noqa: E402
+from ringfleet.engine import docker_client  # noqa: E402
+from ringfleet.nodeshell import DockerNode  # noqa: E402
+from ringfleet.run import run_job  # noqa: E402
+from ringfleet.spec import load_spec, project_root  # noqa: E402
+
+BENCH = Path(__file__).resolve().parent
+RESULTS = BENCH / "results"
+ROOT = project_root()
+QUIET = Console(file=io.StringIO())
+TARGETS = {
+    "ready_s": 90.0,
+    "reup_fraction": 0.25,
+    "scaling_efficiency": 0.90,
+    "allreduce_vs_tcp": 0.80,
+}
+
+
+def write(name: str, title: str, rows: list[tuple[str, str]], note: str) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"# {title}",
+        "",
+        f"Measured {stamp} on this machine.",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+        *[f"| {k} | {v} |" for k, v in rows],
+        "",
+        note,
+        "",
+    ]
+    path = RESULTS / f"{name}.md"
+    path.write_text("\n".join(lines))
+    print(path.read_text())
+    return path
+
+
+def bar(name: str, title: str, labels: list[str], values: list[float], unit: str) -> None:
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.bar(labels, values, color=["#4c72b0", "#dd8452", "#55a868", "#c44e52"][: len(values)])
+    ax.set_title(title)
+    ax.set_ylabel(unit)
+    for i, v in enumerate(values):
+        ax.text(i, v, f"{v:.3g}", ha="center", va="bottom")
+    fig.tight_layout()
+    fig.savefig(RESULTS / f"{name}.png", dpi=100)
+    plt.close(fig)
+
+
+def ssh_mesh_ready(spec) -> bool:
+    client = docker_client()
+    names = [n.name for n in spec.nodes]
+    for a, b in itertools.permutations(names, 2):
+        code, out = DockerNode(client, a).run(
+            ["ssh", "-o", "BatchMode=yes", b, "hostname"], user=spec.cluster.ssh.user, check=False
+        )
+        if code != 0 or out.strip() != b:
+            return False
+    return True
+
+
+def bench_ready() -> None:
+    spec = load_spec("local", ROOT)
+    local.down(spec, ROOT, purge=True, console=QUIET)
+    started = time.monotonic()
+    local.up(spec, ROOT, console=QUIET)
+    ready = ssh_mesh_ready(spec)
+    first = time.monotonic() - started
+    started = time.monotonic()
+    report = local.up(spec, ROOT, console=QUIET)
+    reup = time.monotonic() - started
+    frac = reup / first
+    rows = [
+        (
+            "ready (nothing -> verified 3 nodes, images cached)",
+            f"{first:.1f} s "
+            f"(target < {TARGETS['ready_s']:.0f} s: {'met' if first < TARGETS['ready_s'] else 'NOT met'})",
+        ),
+        ("SSH mesh verified", str(ready)),
+        ("re-up (no change)", f"{reup:.1f} s, ansible changed={report.converge.total_changed}"),
+        (
+            "re-up / first",
+            f"{frac:.2f} (target < {TARGETS['reup_fraction']}: "
+            f"{'met' if frac < TARGETS['reup_fraction'] else 'NOT met'})",
+        ),
+    ]
+    write(
+        "a-ready-time",
+        "Local cluster ready time",
+        rows,
+        "Both times are dominated by the Ansible converge of 3 nodes on 2 cores: every task "
+        "is still checked on re-up even when nothing changes.",
+    )
+    bar("a-ready-time", "Local cluster: ready vs re-up", ["first up", "re-up"], [first, reup], "s")
+
+
+def bench_cluster():
+    spec = load_spec("bench", BENCH)
+    local.up(spec, ROOT, console=QUIET)
+    return spec
+
+
+def run_and_read(spec, job: str, result: str) -> dict:
+    res = run_job(spec, BENCH / "jobs" / f"{job}.yaml", console=QUIET)
+    if res.exit_code != 0:
+        raise SystemExit(f"{job} failed: {res.reason}")
+    node = DockerNode(docker_client(), spec.nodes[0].name)
+    _, text = node.run(["cat", f"{res.run_dir}/{result}"])
+    return json.loads(text)
+
+
+def bench_scaling(spec) -> None:
+    one = run_and_read(spec, "synthetic-1", "synthetic.json")
+    two = run_and_read(spec, "synthetic-2", "synthetic.json")
+    eff = two["total_img_s"] / (2 * one["total_img_s"])
+    rows = [
+        ("model", f"{one['model']} ({one['params']} params), batch 32 per rank"),
+        ("1 rank, 1 node (1 CPU)", f"{one['total_img_s']:.1f} img/s"),
+        ("2 ranks, 2 nodes (1 CPU each)", f"{two['total_img_s']:.1f} img/s"),
+        (
+            "scaling efficiency",
+            f"{eff:.2f} (target >= {TARGETS['scaling_efficiency']}: "
+            f"{'met' if eff >= TARGETS['scaling_efficiency'] else 'NOT met'})",
+        ),
+    ]
+    write(
+        "b-scaling",
+        "Synthetic benchmark scaling",
+        rows,
+        "Each node is a container limited to one CPU (nano_cpus) on a 2-core host; the "
+        "allreduce of each step crosses the Docker bridge over TCP.",
+    )
+    bar(
+        "b-scaling",
+        "Synthetic throughput",
+        ["1 rank", "2 ranks"],
+        [one["total_img_s"], two["total_img_s"]],
+        "img/s",
+    )
+
+
+def iperf_gbit(spec) -> float:
+    client = docker_client()
+    a, b = (DockerNode(client, n.name) for n in spec.nodes[:2])
+    for node in (a, b):
+        node.run(
+            [
+                "/bin/sh",
+                "-c",
+                "command -v iperf3 || (apt-get update -q && "
+                "DEBIAN_FRONTEND=noninteractive apt-get install -y -q iperf3)",
+            ]
+        )
+    b.run(["/bin/sh", "-c", "pkill iperf3; iperf3 -s -D -1"])
+    time.sleep(1)
+    _, out = a.run(["iperf3", "-J", "-t", "5", "-c", spec.nodes[1].name])
+    return json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e9
+
+
+def bench_allreduce(spec) -> None:
+    tcp = iperf_gbit(spec)
+    ar = run_and_read(spec, "allreduce", "allreduce.json")
+    ratio = ar["busbw_gbit_s"] / tcp
+    rows = [
+        ("iperf3 TCP, node 1 -> node 2", f"{tcp:.2f} Gbit/s"),
+        ("Horovod allreduce 64 MB, 2 ranks: bus bandwidth", f"{ar['busbw_gbit_s']:.2f} Gbit/s"),
+        ("algorithm bandwidth", f"{ar['algbw_gbit_s']:.2f} Gbit/s"),
+        (
+            "allreduce / TCP",
+            f"{ratio:.2f} (target >= {TARGETS['allreduce_vs_tcp']}: "
+            f"{'met' if ratio >= TARGETS['allreduce_vs_tcp'] else 'NOT met'})",
+        ),
+    ]
+    write(
+        "c-allreduce",
+        "Allreduce bandwidth vs raw TCP",
+        rows,
+        "Bus bandwidth = algbw * 2(n-1)/n (NCCL-tests convention). Both nodes are limited to "
+        "1 CPU: the sum and the copies of a 64 MB tensor compete with TCP for that core.",
+    )
+    bar(
+        "c-allreduce",
+        "Bandwidth between two nodes",
+        ["iperf3 TCP", "allreduce busbw"],
+        [tcp, ar["busbw_gbit_s"]],
+        "Gbit/s",
+    )
+
+
+def bench_threads(spec) -> None:
+    tuned = run_and_read(spec, "synthetic-2", "synthetic.json")
+    untuned = run_and_read(spec, "synthetic-untuned", "synthetic.json")
+    rows = [
+        ("tuned (OMP/TF threads = cores per rank)", f"{tuned['total_img_s']:.1f} img/s"),
+        ("untuned (TF defaults)", f"{untuned['total_img_s']:.1f} img/s"),
+        ("tuned / untuned", f"{tuned['total_img_s'] / untuned['total_img_s']:.2f}"),
+    ]
+    write(
+        "d-threads",
+        "Thread environment: tuned vs untuned",
+        rows,
+        "Untuned TF sizes its pools from the host's cores, not the container's CPU limit, "
+        "so each rank oversubscribes its single core.",
+    )
+    bar(
+        "d-threads",
+        "Synthetic, 2 ranks on 2 nodes",
+        ["tuned", "untuned"],
+        [tuned["total_img_s"], untuned["total_img_s"]],
+        "img/s",
+    )
+
+
+def main(argv: list[str]) -> int:
+    which = argv or ["a", "b", "c", "d"]
+    if "a" in which:
+        bench_ready()
+    if set(which) & {"b", "c", "d"}:
+        # The 3-node local cluster would compete for the 2 cores: stop it first.
+        local.down(load_spec("local", ROOT), ROOT, console=QUIET)
+        spec = bench_cluster()
+        try:
+            if "b" in which:
+                bench_scaling(spec)
+            if "c" in which:
+                bench_allreduce(spec)
+            if "d" in which:
+                bench_threads(spec)
+        finally:
+            local.down(spec, ROOT, purge=True, console=QUIET)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
