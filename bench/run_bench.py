@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import itertools
 import json
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -42,6 +41,10 @@ TARGETS = {
     "scaling_efficiency": 0.90,
     "allreduce_vs_tcp": 0.80,
 }
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
 
 
 def write(name: str, title: str, rows: list[tuple[str, str]], note: str) -> Path:
@@ -104,7 +107,7 @@ def bench_ready() -> None:
         (
             "ready (nothing -> verified 3 nodes, images cached)",
             f"{first:.1f} s "
-            f"(target < {TARGETS['ready_s']:.0f} s: {'met' if first < TARGETS['ready_s'] else 'NOT met'})",
+            f"(target < {TARGETS['ready_s']:.0f} s: {verdict(first < TARGETS['ready_s'])})",
         ),
         ("SSH mesh verified", str(ready)),
         ("re-up (no change)", f"{reup:.1f} s, ansible changed={report.converge.total_changed}"),
