@@ -169,16 +169,51 @@ def down(
 
 @app.command()
 def preview(
-    envs: Annotated[list[str], typer.Argument(help="Environments to preview")],
+    envs: Annotated[
+        list[str] | None,
+        typer.Argument(help="Environments; default: every Pulumi.*.yaml env in either revision"),
+    ] = None,
+    base: Annotated[
+        str, typer.Option("--base", help="Git revision to compare the working tree with")
+    ] = "HEAD",
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Write the Markdown report here, not stdout")
+    ] = None,
+    allow_replace: Annotated[
+        bool,
+        typer.Option("--allow-replace", help="Exit 0 even if protected or stateful resources go"),
+    ] = False,
+    live: Annotated[
+        bool,
+        typer.Option("--live", help="Infrastructure from the real `pulumi preview --diff`"),
+    ] = False,
 ) -> None:
-    """Show what `up` would change in each ENV's infrastructure (pulumi preview)."""
-    from ringfleet.stackops import stack_preview
+    """Report what the working tree changes against --base: machines, node software, jobs.
 
-    for env in envs:
-        load_spec(env)
-        changes = stack_preview(env)
-        summary = ", ".join(f"{k}={v}" for k, v in sorted(changes.items())) or "no changes"
-        console.print(f"preview {env}: {summary}")
+    One Markdown report (docs/preview.md). Exit 1 when a protected or stateful
+    resource is replaced or removed (unless --allow-replace) or the head cannot be
+    evaluated; exit 2 on a bad revision or env.
+    """
+    from ringfleet.preview import preview as build_preview
+
+    report = build_preview(project_root(), base, envs or [], live=live)
+    if output is None:
+        sys.stdout.write(report.text)
+    else:
+        output.write_text(report.text, encoding="utf-8")
+        err_console.print(f"wrote {output}", highlight=False, soft_wrap=True)
+    code = report.exit_code(allow_replace)
+    if code:
+        for line in report.unchecked:
+            err_console.print(
+                f"ringfleet: preview: cannot check {line}", markup=False, soft_wrap=True
+            )
+        if not allow_replace:
+            for line in report.flagged:
+                err_console.print(
+                    f"ringfleet: preview: flagged {line}", markup=False, soft_wrap=True
+                )
+        raise typer.Exit(code)
 
 
 @app.command()
