@@ -21,8 +21,10 @@ LABEL_DEFINITION_HASH = "ringfleet.definition-hash"
 
 # Open MPI's shared-memory transport needs more than Docker's 64 MiB /dev/shm.
 SHM_BYTES = 512 * 1024**2
-# MPI registers memory and opens many sockets; the container limits must allow it.
-ULIMITS = (("memlock", -1, -1), ("nofile", 65536, 65536))
+# Containers inherit the engine's rlimits. Raising memlock/nofile above them is what MPI
+# would like, but an engine without CAP_SYS_RESOURCE (as on ringfleet's CI machine) refuses
+# to create such a container at all; TCP transports work within the defaults.
+ULIMITS: tuple[tuple[str, int, int], ...] = ()
 
 # PID 1 script of every node. Host keys are made on the node's first start, so
 # nodes from one baked image never share them; sshd starts once the roles have

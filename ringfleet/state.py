@@ -57,7 +57,7 @@ def converge_vars(root: Path, env: str) -> dict[str, Any]:
     private, public = cluster_keypair(root, env)
     bundles = [str(HOST_CA_BUNDLE)] if HOST_CA_BUNDLE.is_file() else []
     return {
-        "ssh_mesh_private_key_file": str(private),
-        "ssh_mesh_public_key_file": str(public),
-        "ca_trust_bundles": bundles,
+        "ringfleet_ssh_private_key_file": str(private),
+        "ringfleet_ssh_public_key_file": str(public),
+        "ringfleet_ca_bundles": bundles,
     }
