@@ -83,7 +83,7 @@ def test_run_status_records_exit_and_timing(digits) -> None:
 def test_runs_lists_the_digits_run(digits) -> None:
     run_id = record_dir(digits.stdout).rsplit("/", 1)[-1]
     proc = run_cli("runs", "local")
-    assert (proc.returncode, run_id in proc.stdout.replace("\n", "").replace(" ", "")) == (0, True)
+    assert (proc.returncode, run_id in proc.stdout.split()) == (0, True)
 
 
 def test_failing_rank_fails_the_run(local_cluster) -> None:
