@@ -302,6 +302,101 @@ def runs(env: EnvArg) -> None:
         sys.stdout.write(f"no runs yet on {spec.cluster.storage.mount}/runs\n")
 
 
+@app.command("lock")
+def lock_nodes(env: EnvArg) -> None:
+    """Record each pool's node software in inventories/<ENV>/ringfleet.lock (commit it).
+
+    Per pool: OS release, kernel, Debian packages and the node venv's Python
+    packages. Exit 1, writing nothing, when nodes of one pool differ.
+    """
+    import time
+
+    from ringfleet import lock as lockmod
+    from ringfleet.verify import Report as VerifyReport
+    from ringfleet.verify import load_inventory, print_report, rel
+    from ringfleet.verify_suite.targets import node_shells
+
+    started = time.monotonic()
+    load_spec(env)  # an unknown env or a broken spec stops here, before any node is read
+    root = project_root()
+    path = lockmod.lock_path(root, env)
+    previous = lockmod.read_lock(path, rel(path, root))
+    inv = load_inventory(root, env)
+    shells = node_shells(inv)
+    facts = lockmod.collect_all(inv, shells)
+    drifts = lockmod.peer_drift(facts)
+    if drifts:
+        print_report(VerifyReport(env, drift=drifts, drift_against="pool peers"), console)
+        err_console.print(
+            f"ringfleet: lock: nodes of a pool differ, so {rel(path, root)} was not written; "
+            "converge them (`ringfleet up`) and lock again",
+            markup=False,
+        )
+        raise typer.Exit(1)
+    pools = inv.pools()
+    venvs = {pool: shells[nodes[0]].venv for pool, nodes in pools.items()}
+    keep = {p: e for p, e in (previous or {}).get("pools", {}).items() if p not in pools}
+    lockmod.write_lock(path, lockmod.build_lock(env, facts, venvs, keep))
+    for pool, nodes in pools.items():
+        f = facts[nodes[0]]
+        console.print(
+            f"  pool {pool}: {len(nodes)} node(s); {f.os}, kernel {f.kernel}; "
+            f"{len(f.debian)} Debian and {len(f.python)} Python packages",
+            highlight=False,
+        )
+    for pool in sorted(keep):
+        console.print(f"  pool {pool}: no nodes now; its locked entry is kept", highlight=False)
+    console.print(
+        f"lock {env}: wrote {rel(path, root)} in {time.monotonic() - started:.0f} s",
+        highlight=False,
+    )
+
+
+@app.command("verify")
+def verify_nodes(
+    env: EnvArg,
+    perf: Annotated[
+        bool, typer.Option("--perf", help="Also run the benchmarks and compare with baselines")
+    ] = False,
+    tolerance: Annotated[
+        float, typer.Option("--tolerance", help="Fail a benchmark below this fraction of baseline")
+    ] = 0.8,
+    markdown: Annotated[
+        Path | None, typer.Option("--markdown", help="Write a Markdown summary (PR comment) here")
+    ] = None,
+    suite: Annotated[
+        bool, typer.Option("--suite/--no-suite", help="Run the testinfra node checks")
+    ] = True,
+    record_baseline: Annotated[
+        bool, typer.Option("--record-baseline", help="With --perf: record results as baselines")
+    ] = False,
+) -> None:
+    """Check ENV's nodes: testinfra suite, drift from ringfleet.lock, and with --perf the gate.
+
+    Exit 0 all good; 1 a check failed, a node drifted or a benchmark fell below
+    tolerance; 2 bad input (env, inventory, lock, baselines, tolerance).
+    """
+    from ringfleet.verify import markdown as render_markdown
+    from ringfleet.verify import print_report, verify
+
+    spec = load_spec(env)
+    report, _ = verify(
+        spec,
+        project_root(),
+        perf=perf,
+        tolerance=tolerance,
+        suite=suite,
+        record_baseline=record_baseline,
+        console=console,
+    )
+    print_report(report, console)
+    if markdown is not None:
+        markdown.write_text(render_markdown(report), encoding="utf-8")
+        err_console.print(f"wrote {markdown}", highlight=False, soft_wrap=True)
+    if not report.passed:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Entry point: user errors are one line on stderr and exit code 2."""
     try:

@@ -1,0 +1,118 @@
+"""Open MPI on every node, and MPI across all of them as the job user."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import shlex
+
+import pytest
+
+# Horovod's background thread calls MPI while TensorFlow's threads run.
+THREAD_MULTIPLE = "MPI_THREAD_MULTIPLE: yes"
+MCA_PARAMS_FILE = "/etc/openmpi/openmpi-mca-params.conf"
+# MCA parameters the openmpi role sets from the inventory's ringfleet_interface.
+INTERFACE_PARAMS = ["btl_tcp_if_include", "oob_tcp_if_include"]
+
+# A token goes once around the ring of ranks, one rank per node; each rank prints
+# its host as it passes the token on, so a broken link names where it stopped.
+RING_SOURCE = r"""
+#include <mpi.h>
+#include <stdio.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    int rank, size, token = 0;
+    char host[256];
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    gethostname(host, sizeof host);
+    int next = (rank + 1) % size, prev = (rank + size - 1) % size;
+    if (rank != 0) MPI_Recv(&token, 1, MPI_INT, prev, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    token += 1;
+    printf("ring rank %d host %s token %d\n", rank, host, token);
+    fflush(stdout);
+    MPI_Send(&token, 1, MPI_INT, next, 0, MPI_COMM_WORLD);
+    if (rank == 0) {
+        MPI_Recv(&token, 1, MPI_INT, prev, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        printf("ring closed token %d\n", token);
+    }
+    MPI_Finalize();
+    return 0;
+}
+"""
+
+
+def _mca_params(text: str) -> dict[str, str]:
+    params = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        if sep and not name.strip().startswith("#"):
+            params[name.strip()] = value.strip()
+    return params
+
+
+def test_openmpi_is_the_pinned_release(shell, hostvars) -> None:
+    first = shell.output("mpirun --version").splitlines()[0]
+    assert first == f"mpirun (Open MPI) {hostvars['openmpi_version']}"
+
+
+def test_openmpi_supports_mpi_thread_multiple(shell) -> None:
+    assert THREAD_MULTIPLE in shell.output("ompi_info")
+
+
+@pytest.mark.parametrize("param", INTERFACE_PARAMS)
+def test_mca_param_names_the_cluster_interface(shell, hostvars, param: str) -> None:
+    params = _mca_params(shell.output(f"cat {MCA_PARAMS_FILE}"))
+    assert params.get(param) == hostvars.get("ringfleet_interface", "eth0")
+
+
+def test_cluster_interface_exists(shell, hostvars) -> None:
+    interface = hostvars.get("ringfleet_interface", "eth0")
+    assert shell.run(f"ip -o link show dev {shlex.quote(interface)}").rc == 0
+
+
+@pytest.fixture(scope="module")
+def all_nodes(inventory) -> list[str]:
+    return inventory.hosts()
+
+
+@pytest.fixture(scope="module")
+def launcher(shells, all_nodes):
+    return shells[all_nodes[0]]
+
+
+def _mpirun(nodes: list[str], command: str) -> str:
+    hosts = ",".join(f"{n}:1" for n in nodes)
+    return f"mpirun --host {shlex.quote(hosts)} -np {len(nodes)} {command}"
+
+
+def test_mpirun_starts_a_rank_on_every_node(launcher, all_nodes, job_user, hostnames) -> None:
+    result = launcher.run(_mpirun(all_nodes, "hostname"), user=job_user)
+    assert result.rc == 0, result.stderr[-1000:]
+    expected = sorted(hostnames(n).stdout.strip() for n in all_nodes)
+    assert sorted(result.stdout.split()) == expected
+
+
+@pytest.fixture(scope="module")
+def ring_binary(shells, all_nodes, job_user):
+    """The ring program, compiled on every node at the same path (no shared storage needed)."""
+    path = f"/tmp/ringfleet-verify-ring-{secrets.token_hex(4)}"
+    build = f"printf '%s' {shlex.quote(RING_SOURCE)} > {path}.c && mpicc -O1 -o {path} {path}.c"
+    for node in all_nodes:
+        result = shells[node].run(build, user=job_user)
+        assert result.rc == 0, f"{node}: mpicc failed: {result.stderr[-500:]}"
+    yield path
+    for node in all_nodes:
+        shells[node].run(f"rm -f {path} {path}.c", user=job_user)
+
+
+def test_mpi_ring_passes_a_token_through_every_node(
+    launcher, all_nodes, job_user, hostnames, ring_binary
+) -> None:
+    result = launcher.run(_mpirun(all_nodes, ring_binary), user=job_user)
+    assert result.rc == 0, result.stderr[-1000:]
+    seen = sorted(re.findall(r"^ring rank \d+ host (\S+)", result.stdout, re.M))
+    closed = re.findall(r"^ring closed token (\d+)$", result.stdout, re.M)
+    expected = sorted(hostnames(n).stdout.strip() for n in all_nodes)
+    assert (seen, closed) == (expected, [str(len(all_nodes))]), result.stdout
