@@ -95,7 +95,7 @@ def test_too_many_processes_refused_before_launch(local_cluster) -> None:
     proc = run_cli("run", "local", str(DATA / "too-many.yaml"))
     assert (proc.returncode, proc.stderr.strip()) == (
         2,
-        f"ringfleet: error: {DATA / 'too-many.yaml'}: job.processes: only 6 slot(s) in pool cpu "
+        "ringfleet: error: tests/data/run/too-many.yaml: job.processes: only 6 slot(s) in pool cpu "
         "(3 node(s) x 2) (got 64)",
     )
 
