@@ -258,15 +258,22 @@ def _read_metric(spec: ClusterSpec, run, bench: Benchmark) -> float | None:
     return None
 
 
+def number(value: float) -> str:
+    """Three significant digits without scientific notation: 0.0123, 4.56, 789, 1234."""
+    if value >= 100:
+        return f"{value:.0f}"
+    return f"{value:.3g}"
+
+
 def describe(r: PerfResult) -> str:
     if r.value is None:
         return f"failed: {r.note}"
-    text = f"{r.value:.3g} {r.unit}"
+    text = f"{number(r.value)} {r.unit}"
     if r.verdict == "recorded":
         return text + " (recorded as the baseline)"
     if r.ratio is None:
         return f"{text}; {r.note}"
-    return f"{text} = {r.ratio:.0%} of baseline {r.baseline:.3g} ({r.verdict})"
+    return f"{text} = {r.ratio:.0%} of baseline {number(r.baseline)} ({r.verdict})"
 
 
 def results_markdown(results: list[PerfResult], tolerance: float) -> str:
@@ -277,8 +284,8 @@ def results_markdown(results: list[PerfResult], tolerance: float) -> str:
         "|---|---|---:|---:|---:|---:|---|",
     ]
     for r in results:
-        value = "-" if r.value is None else f"{r.value:.3g} {r.unit}"
-        base = "-" if r.baseline is None else f"{r.baseline:.3g} {r.unit}"
+        value = "-" if r.value is None else f"{number(r.value)} {r.unit}"
+        base = "-" if r.baseline is None else f"{number(r.baseline)} {r.unit}"
         ratio = "-" if r.ratio is None else f"{r.ratio:.0%}"
         verdict = r.verdict if not r.note else f"{r.verdict}: {r.note}"
         lines.append(

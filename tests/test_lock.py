@@ -452,3 +452,10 @@ def test_baselines_file_is_sorted_json(tmp_path: Path) -> None:
     data = {"version": 1, "pools": {"cpu": {"synthetic": {"value": 2}, "allreduce": {"value": 1}}}}
     path = perfgate.write_baselines(tmp_path / "b.json", data)
     assert path.read_text() == json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("value", "text"), [(0.01234, "0.0123"), (4.567, "4.57"), (789.4, "789"), (1291.9, "1292")]
+)
+def test_perf_numbers_are_never_scientific(value: float, text: str) -> None:
+    assert perfgate.number(value) == text

@@ -27,8 +27,9 @@ def test_sshd_setting_is_hardened(node, sshd_settings, setting: str) -> None:
 
 def test_sshd_listens_on_the_cluster_port(shell, hostvars) -> None:
     port = int(hostvars.get("ringfleet_ssh_port", 22))
-    listening = shell.output("ss -Htln").split()
-    assert f"0.0.0.0:{port}" in listening or f"*:{port}" in listening, listening
+    # ss -Htln: state, recv-q, send-q, local address:port, peer address:port
+    local = [line.split()[3] for line in shell.output("ss -Htln").splitlines() if line.strip()]
+    assert [a for a in local if a.rsplit(":", 1)[-1] == str(port)] != [], local
 
 
 def test_ssh_between_nodes_checks_host_keys(shells, src, dst, job_user, hostnames) -> None:
