@@ -312,7 +312,9 @@ def verify(
         report.suite = run_suite(inputs.inventory_file, root)
         report.seconds["suite"] = report.suite.seconds
     started = time.monotonic()
-    console.print(f"verify {spec.env}: comparing nodes with the lock", highlight=False)
+    console.print(
+        f"verify {spec.env}: comparing each node with its pool's lock or peers", highlight=False
+    )
     check_drift(inputs, inventory, report)
     report.seconds["drift"] = time.monotonic() - started
     if perf:
