@@ -182,10 +182,12 @@ def drifted(vroot: Path, locked: dict) -> dict:
     fetched = exec_on(node, *PIP, "download", "--no-deps", "-d", stash, f"{DRIFT_PACKAGE}=={was}")
     assert fetched.returncode == 0, fetched.stderr
     md = vroot / "drift.md"
+    lock_before = (vroot / LOCK).read_bytes()
     try:
         changed = exec_on(node, *PIP, "install", "--no-deps", f"{DRIFT_PACKAGE}=={other}")
         assert changed.returncode == 0, changed.stderr
         proc = rf(vroot, "verify", ENV, "--no-suite", "--markdown", str(md))
+        relock = rf(vroot, "lock", ENV)
     finally:
         restored = exec_on(
             node, *PIP, "install", "--force-reinstall", "--no-deps", "--no-index",
@@ -201,6 +203,8 @@ def drifted(vroot: Path, locked: dict) -> dict:
         "proc": proc,
         "md": md.read_text(),
         "after": after,
+        "relock": relock,
+        "lock_kept": (vroot / LOCK).read_bytes() == lock_before,
     }
 
 
@@ -219,6 +223,10 @@ def test_drift_table_is_printed(drifted: dict) -> None:
     assert [re.split(r"\s*│\s*", line.strip("│ ")) for line in lines] == [
         [drifted["node"], f"pip:{DRIFT_PACKAGE}", drifted["was"], drifted["other"]]
     ]
+
+
+def test_lock_refuses_while_a_pools_nodes_differ(drifted: dict) -> None:
+    assert (drifted["relock"].returncode, drifted["lock_kept"]) == (1, True)
 
 
 def test_restored_node_has_no_drift(drifted: dict) -> None:
