@@ -304,10 +304,11 @@ def runs(env: EnvArg) -> None:
 
 @app.command("lock")
 def lock_nodes(env: EnvArg) -> None:
-    """Record each pool's node software in inventories/<ENV>/ringfleet.lock (commit it).
+    """Record each pool's node software in inventories/<ENV>/ringfleet.lock.
 
     Per pool: OS release, kernel, Debian packages and the node venv's Python
-    packages. Exit 1, writing nothing, when nodes of one pool differ.
+    packages. Commit it for long-lived nodes (docs/verify.md). Exit 1, writing
+    nothing, when nodes of one pool differ.
     """
     import time
 
