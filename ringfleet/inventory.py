@@ -14,6 +14,7 @@ import yaml
 
 from ringfleet import outputs as out
 from ringfleet.errors import RingfleetError
+from ringfleet.fileio import write_atomic
 
 # The group the nvidia role's play targets (site.yml).
 NVIDIA_GROUP = "nvidia_gpu"
@@ -184,9 +185,4 @@ def write_inventory(root: Path, env: str, inventory: dict[str, Any]) -> Path:
 
 
 def write_inventory_file(path: Path, inventory: dict[str, Any]) -> Path:
-    """Write atomically, so a reader never sees half an inventory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(dump_inventory(inventory), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_atomic(path, dump_inventory(inventory))

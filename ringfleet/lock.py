@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from ringfleet.errors import RingfleetError
+from ringfleet.fileio import write_atomic
 from ringfleet.verify_suite.targets import Inventory, NodeShell
 
 LOCK_NAME = "ringfleet.lock"
@@ -289,12 +290,7 @@ def dump_lock(lock: dict[str, Any]) -> str:
 
 
 def write_lock(path: Path, lock: dict[str, Any]) -> Path:
-    """Write atomically, so a reader never sees half a lock."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(dump_lock(lock), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_atomic(path, dump_lock(lock))
 
 
 def read_lock(path: Path, display: str | None = None) -> dict[str, Any] | None:

@@ -10,6 +10,8 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ringfleet.fileio import write_atomic
+
 STATE_DIRNAME = ".ringfleet"
 KEY_NAME = "id_ed25519"
 # The controller's CA bundle, trusted by nodes so they reach PyPI through TLS proxies.
@@ -46,10 +48,7 @@ def cluster_keypair(root: Path, env: str) -> tuple[Path, Path]:
 
 def write_outputs(root: Path, env: str, outputs: dict[str, Any]) -> Path:
     path = state_dir(root, env) / "outputs.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(outputs, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
-    return path
+    return write_atomic(path, json.dumps(outputs, indent=2, sort_keys=True) + "\n")
 
 
 def converge_vars(root: Path, env: str) -> dict[str, Any]:
