@@ -163,7 +163,10 @@ def horovodrun_command(
     """The horovodrun argv: hosts and slots inline, so it needs no hostfile."""
     port = spec.cluster.ssh.port
     cmd = [HOROVODRUN, "-np", str(job.processes), "-H", host_slots(placement)]
-    cmd += ["--network-interface", job.interface]
+    if len(placement) > 1:
+        # On one node horovodrun resolves itself to 127.0.0.1 and then finds no NIC of
+        # that name with an address there ("No interface is found for address 127.0.0.1").
+        cmd += ["--network-interface", job.interface]
     if port != DEFAULT_SSH_PORT:
         cmd += ["--ssh-port", str(port)]
     return [*cmd, *HOROVOD_MPI_ARGS, *rank_command(job)]

@@ -282,8 +282,14 @@ def test_mpirun_ssh_port(tmp_path: Path) -> None:
 
 
 def test_interface_override_reaches_horovodrun(tmp_path: Path, local: ClusterSpec) -> None:
-    rendered = render(tmp_path, local, pool="cpu", processes=2, interface="eth1")
+    rendered = render(tmp_path, local, pool="cpu", processes=4, interface="eth1")
     assert "--network-interface eth1 " in rendered.script
+
+
+def test_single_node_horovodrun_names_no_interface(tmp_path: Path, local: ClusterSpec) -> None:
+    # horovodrun resolves a lone local host to 127.0.0.1 and fails to match the NIC.
+    rendered = render(tmp_path, local, pool="cpu", processes=2, interface="eth1")
+    assert "--network-interface" not in rendered.script.splitlines()[-1]
 
 
 # --- quoting ---------------------------------------------------------------------------------
