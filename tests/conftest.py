@@ -33,6 +33,36 @@ def run_cli(*args: str, root: Path | None = None, timeout: float = 600, **kw):
     )
 
 
+@pytest.fixture(scope="module")
+def local():
+    """The local env's spec (no Docker needed)."""
+    from ringfleet.spec import load_spec
+
+    return load_spec("local", ROOT)
+
+
+@pytest.fixture(scope="module")
+def aws():
+    from ringfleet.spec import load_spec
+
+    return load_spec("aws-dev", ROOT)
+
+
+@pytest.fixture(scope="module")
+def onprem():
+    from ringfleet.spec import load_spec
+
+    return load_spec("onprem", ROOT)
+
+
+@pytest.fixture(scope="module")
+def digits(local):
+    """The digits example job on the local env."""
+    from ringfleet.jobs import load_job
+
+    return load_job(ROOT / "jobs" / "digits.yaml", local, ROOT)
+
+
 @pytest.fixture(scope="session")
 def local_cluster():
     """The local env's cluster, up and converged once per test session."""

@@ -17,24 +17,8 @@ BROKEN = REPO / "tests" / "data" / "jobs"
 ENTRY = {"script": "scripts/digits.py"}
 
 
-@pytest.fixture(scope="module")
-def local() -> ClusterSpec:
-    return load_spec("local", REPO)
 
 
-@pytest.fixture(scope="module")
-def aws() -> ClusterSpec:
-    return load_spec("aws-dev", REPO)
-
-
-@pytest.fixture(scope="module")
-def onprem() -> ClusterSpec:
-    return load_spec("onprem", REPO)
-
-
-@pytest.fixture(scope="module")
-def digits(local: ClusterSpec) -> Job:
-    return load_job(REPO / "jobs" / "digits.yaml", local, REPO)
 
 
 def job_from(tmp_path: Path, spec: ClusterSpec, **fields: object) -> Job:

@@ -34,19 +34,7 @@ SCHEMA = REPO.parent / "shared" / "schemas" / "mpijob-v2beta1.schema.json"
 UPDATE_GOLDEN = os.environ.get("RINGFLEET_UPDATE_GOLDEN") == "1"
 
 
-@pytest.fixture(scope="module")
-def local() -> ClusterSpec:
-    return load_spec("local", REPO)
 
-
-@pytest.fixture(scope="module")
-def aws() -> ClusterSpec:
-    return load_spec("aws-dev", REPO)
-
-
-@pytest.fixture(scope="module")
-def digits(local: ClusterSpec) -> Job:
-    return load_job(REPO / "jobs" / "digits.yaml", local, REPO)
 
 
 def with_launcher(job: Job, launcher: str) -> Job:
