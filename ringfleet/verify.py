@@ -192,17 +192,23 @@ def check_drift(inputs: Inputs, inventory: Inventory, report: Report) -> None:
         report.notes.append(f"pool {pool} is not in {lock_display}; compared with its peers")
 
 
+def suite_counts(suite) -> tuple[int, int, int]:
+    """(passed, failed, skipped) of the node suite; errors count as failures."""
+    return (
+        suite.count("passed"),
+        suite.count("failed") + suite.count("error"),
+        suite.count("skipped"),
+    )
+
+
 def markdown(report: Report) -> str:
     """The verify summary as Markdown, for a pull-request comment."""
     env = report.env
     verdict = "✅ passed" if report.passed else "❌ failed"
     parts = []
     if report.suite is not None:
-        s = report.suite
-        parts.append(
-            f"node checks {s.count('passed')} passed, "
-            f"{s.count('failed') + s.count('error')} failed, {s.count('skipped')} skipped"
-        )
+        passed, failed, skipped = suite_counts(report.suite)
+        parts.append(f"node checks {passed} passed, {failed} failed, {skipped} skipped")
     parts.append(f"drift {len(report.drift)} item(s)")
     if report.perf is not None:
         ok = sum(1 for r in report.perf if r.passed)
@@ -361,11 +367,8 @@ def print_report(report: Report, console) -> None:
             console.print(f"perf results: {report.perf_dir}/perf.json, perf.md", highlight=False)
     parts = []
     if report.suite is not None:
-        s = report.suite
-        parts.append(
-            f"checks {s.count('passed')} passed, {s.count('failed') + s.count('error')} failed, "
-            f"{s.count('skipped')} skipped"
-        )
+        passed, failed, skipped = suite_counts(report.suite)
+        parts.append(f"checks {passed} passed, {failed} failed, {skipped} skipped")
     parts.append(f"drift {len(report.drift)}")
     if report.perf is not None:
         parts.append(f"perf {sum(r.passed for r in report.perf)}/{len(report.perf)} ok")
