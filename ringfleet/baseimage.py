@@ -25,7 +25,10 @@ SUITE = "bookworm"
 # What Ansible needs on a node before any role runs.
 INCLUDE = ("python3", "python3-apt", "ca-certificates")
 # Bump when the recipe changes, so cached images are rebuilt.
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"
+# The Debian packages the base image was built from (`dpkg-query -W`), inside the image:
+# the roles pin what they install on top, and this says what debootstrap brought.
+BASE_PACKAGES_FILE = "etc/ringfleet/base-packages.txt"
 LABEL_BASE_HASH = "ringfleet.base-hash"
 APT_SOURCES_DIRS = (Path("/etc/apt/sources.list.d"), Path("/etc/apt"))
 
@@ -133,6 +136,7 @@ def build_base_image(
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
             raise RingfleetError("base image", "debootstrap failed", " ".join(tail))
+        record_packages(root)
         (root / "etc/apt/sources.list").unlink(missing_ok=True)
         (root / "etc/apt/sources.list.d").mkdir(parents=True, exist_ok=True)
         (root / "etc/apt/sources.list.d/debian.sources").write_text(sources)
@@ -155,6 +159,22 @@ def build_base_image(
             ],
         )
     return client.images.get(tag).id
+
+
+def record_packages(rootfs: Path) -> Path:
+    """Write the packages installed in `rootfs` (dpkg-query -W: name, tab, version) into it."""
+    proc = subprocess.run(
+        ["dpkg-query", f"--admindir={rootfs / 'var/lib/dpkg'}", "-W"],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
+        raise RingfleetError("base image", "dpkg-query failed", " ".join(tail))
+    path = rootfs / BASE_PACKAGES_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(proc.stdout)
+    return path
 
 
 def _split_tag(tag: str) -> tuple[str, str]:

@@ -44,6 +44,9 @@ COMPONENTS = (
     ("horovod", "ringfleet_nodes"),
 )
 ROLES = tuple(name for name, _ in COMPONENTS)
+# Roles the components include, not applied by site.yml on their own.
+HELPER_ROLES = ("apt_pins",)
+ALL_ROLES = ROLES + HELPER_ROLES
 LINTED = ("roles", "playbooks", "site.yml")
 
 
@@ -76,9 +79,9 @@ def _role_tasks(role: str) -> list[dict]:
     return [t for t in tasks if "block" not in t]
 
 
-DEFAULTS = [(role, name) for role in ROLES for name in _defaults(role)]
-SPEC_OPTIONS = [(role, name) for role in ROLES for name in _spec_options(role)]
-TASKS = [(role, t["name"]) for role in ROLES for t in _role_tasks(role)]
+DEFAULTS = [(role, name) for role in ALL_ROLES for name in _defaults(role)]
+SPEC_OPTIONS = [(role, name) for role in ALL_ROLES for name in _spec_options(role)]
+TASKS = [(role, t["name"]) for role in ALL_ROLES for t in _role_tasks(role)]
 
 
 def _role_tasks_and_handlers(role: str) -> list[dict]:
@@ -92,7 +95,7 @@ def _role_tasks_and_handlers(role: str) -> list[dict]:
 
 COMMANDS = [
     (role, t["name"])
-    for role in ROLES
+    for role in ALL_ROLES
     for t in _role_tasks_and_handlers(role)
     if {"ansible.builtin.command", "ansible.builtin.shell"} & t.keys()
 ]
@@ -152,7 +155,7 @@ def gpu_pool_vars(rendered_onprem, tmp_path_factory) -> Path:
 # --- layout -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("role", ALL_ROLES)
 def test_role_has_argument_specs(role):
     assert (ROOT / "roles" / role / "meta" / "argument_specs.yml").is_file()
 
