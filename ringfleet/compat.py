@@ -25,15 +25,23 @@ class Profile:
     horovod: str
     mkl: str
     tested: str
+    # tf_keras release for TF >= 2.16, whose own Keras 3 Horovod cannot drive; jobs then
+    # run with TF_USE_LEGACY_KERAS=1. None: tf.keras is Keras 2 already.
+    legacy_keras: str | None = None
+    # Whether GPU pools may use it. Horovod's patch for TF >= 2.19 drops the XLA ops
+    # from CPU builds only; a GPU build would still need the XLA headers those wheels lack.
+    gpu: bool = True
 
     def versions(self) -> dict[str, str]:
         """The user-facing version fields, as a spec would write them."""
         return {f: getattr(self, f) for f in SOFTWARE_FIELDS}
 
     def describe(self) -> str:
+        keras = f", tf_keras {self.legacy_keras}" if self.legacy_keras else ""
         return (
             f"{self.name} (python {self.python}, openmpi {self.openmpi}, "
-            f"{self.tensorflow_package} {self.tensorflow}, horovod {self.horovod}, mkl {self.mkl})"
+            f"{self.tensorflow_package} {self.tensorflow}{keras}, horovod {self.horovod}, "
+            f"mkl {self.mkl})"
         )
 
 
@@ -49,6 +57,13 @@ class GpuStack:
 
 SOFTWARE_FIELDS = ("os", "python", "openmpi", "tensorflow", "horovod", "mkl")
 
+TF221_TESTED = (
+    "Horovod built from its sdist with roles/horovod/files/horovod-0.28.1-tf2.21.patch in one "
+    "Debian bookworm container (CPU only): check-build lists TensorFlow, MPI and Gloo; 2 ranks "
+    "on that node (mpirun and horovodrun) trained a horovod.tensorflow.keras model with "
+    "TF_USE_LEGACY_KERAS=1 and agreed on loss and weights. Not yet run across nodes"
+)
+
 PROFILES: tuple[Profile, ...] = (
     Profile(
         name="tf2.15",
@@ -61,6 +76,20 @@ PROFILES: tuple[Profile, ...] = (
         horovod="0.28.1",
         mkl="2024.2.2",
         tested="built and trained across 3 local nodes (Debian bookworm containers, CPU only)",
+    ),
+    Profile(
+        name="tf2.21",
+        os="debian-bookworm",
+        python="3.11",
+        openmpi="4.1.4",
+        openmpi_debian="4.1.4-3+b1",
+        tensorflow="2.21.0",
+        tensorflow_package="tensorflow",
+        horovod="0.28.1",
+        mkl="2024.2.2",
+        legacy_keras="2.21.0",
+        gpu=False,
+        tested=TF221_TESTED,
     ),
 )
 
@@ -92,8 +121,10 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def resolve_profile(requested: dict[str, str | None], profile: str | None) -> Profile:
-    """Find the tested profile matching the requested versions.
+def resolve_profile(
+    requested: dict[str, str | None], profile: str | None, gpu: bool = False
+) -> Profile:
+    """Find the tested profile matching the requested versions (on a GPU pool if `gpu`).
 
     Raises ProfileError naming the first field that rules out every tested profile.
     """
@@ -107,11 +138,12 @@ def resolve_profile(requested: dict[str, str | None], profile: str | None) -> Pr
     if tf and hvd == HOROVOD_LAST_RELEASE and _version_tuple(tf) >= (2, 16):
         explicit = [p for p in candidates if p.tensorflow == tf]
         if not explicit:
+            patched = [p.tensorflow for p in PROFILES if _version_tuple(p.tensorflow) >= (2, 16)]
             raise ProfileError(
                 "tensorflow",
-                f"tensorflow {tf} with horovod {hvd} is not supported: Horovod 0.28.1 does not "
-                "build or run against TF >= 2.16 (Keras 3 and XLA header changes); "
-                f"tested: {profile_names()}",
+                f"tensorflow {tf} with horovod {hvd} is not supported: Horovod 0.28.1 needs "
+                "ringfleet's patch for TF >= 2.16 (Keras 3 and XLA header changes), tested with "
+                f"{', '.join(patched) or 'none'} only; tested: {profile_names()}",
             )
     for field in SOFTWARE_FIELDS:
         want = requested.get(field)
@@ -126,6 +158,13 @@ def resolve_profile(requested: dict[str, str | None], profile: str | None) -> Pr
                 f"(profiles: {profile_names()})",
             )
         candidates = matching
+    if gpu and not candidates[0].gpu:
+        gpu_profiles = ", ".join(p.name for p in PROFILES if p.gpu)
+        raise ProfileError(
+            "profile" if profile is not None else "tensorflow",
+            f"profile {candidates[0].name} is tested on CPU pools only (its Horovod build drops "
+            f"the XLA ops GPU builds need); GPU pools: {gpu_profiles}",
+        )
     return candidates[0]
 
 

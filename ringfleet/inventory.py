@@ -65,6 +65,8 @@ def role_vars(software: dict[str, Any]) -> dict[str, Any]:
         "tensorflow_package": software["tensorflowPackage"],
         "horovod_version": software["horovod"],
     }
+    if "legacyKeras" in software:
+        values["tensorflow_legacy_keras_version"] = software["legacyKeras"]
     if "cuda" in software:
         values.update(
             nvidia_driver_branch=software["driver"],

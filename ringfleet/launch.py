@@ -54,6 +54,9 @@ KMP_BLOCKTIME = "1"
 TF_NUM_INTEROP_THREADS = "1"
 # GPU ranks: NCCL otherwise picks its own socket interface, often docker0 or an unrouted one.
 NCCL_SOCKET_IFNAME = "NCCL_SOCKET_IFNAME"
+# Pools whose profile has tf_keras (TF >= 2.16): tf.keras must be it (Keras 2), not Keras 3,
+# which Horovod's Keras API cannot drive.
+TF_USE_LEGACY_KERAS = "TF_USE_LEGACY_KERAS"
 
 # At the deadline `timeout` sends SIGTERM so the launcher can stop every rank, then
 # SIGKILL if it has not finished this much later. Exit status 124 means timed out.
@@ -128,6 +131,8 @@ def job_env(spec: ClusterSpec, job: Job) -> dict[str, str]:
         env[NCCL_SOCKET_IFNAME] = job.interface
     elif job.tuning:
         env.update(tuning_env(first.pool.threads_per_rank))
+    if any(spec.pools[name].profile.legacy_keras for name in job.pools):
+        env[TF_USE_LEGACY_KERAS] = "1"
     env.update(job.env)
     return env
 

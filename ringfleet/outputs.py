@@ -41,6 +41,8 @@ def pool_output(pool: ResolvedPool, nodes: list[dict[str, Any]]) -> dict[str, An
         "openmpiDebian": pool.profile.openmpi_debian,
         "tensorflowPackage": pool.profile.tensorflow_package,
     }
+    if pool.profile.legacy_keras:
+        software["legacyKeras"] = pool.profile.legacy_keras
     if pool.gpu is not None:
         # GPU pools need the CUDA-enabled wheel, pulled with its CUDA libraries.
         software.update(

@@ -252,7 +252,9 @@ def resolve_pool(cluster: Cluster, index: int, pool: Pool) -> ResolvedPool:
     """Derive cores, slots, nodes and the software profile of one pool."""
     sw = _software_for(cluster, pool)
     profile = compat.resolve_profile(
-        {f: getattr(sw, f) for f in compat.SOFTWARE_FIELDS}, sw.profile
+        {f: getattr(sw, f) for f in compat.SOFTWARE_FIELDS},
+        sw.profile,
+        pool.accelerator is not None,
     )
     gpu = compat.resolve_gpu_stack(sw.driver, sw.cuda, sw.nccl) if pool.accelerator else None
     if cluster.provider == "aws" and pool.instance_type in AWS_INSTANCE_TYPES:
@@ -288,7 +290,11 @@ def check_cluster(cluster: Cluster, display: str) -> None:
         _check_pool_provider(cluster, i, pool, display)
         sw = _software_for(cluster, pool)
         try:
-            compat.resolve_profile({f: getattr(sw, f) for f in compat.SOFTWARE_FIELDS}, sw.profile)
+            compat.resolve_profile(
+                {f: getattr(sw, f) for f in compat.SOFTWARE_FIELDS},
+                sw.profile,
+                pool.accelerator is not None,
+            )
             if pool.accelerator:
                 compat.resolve_gpu_stack(sw.driver, sw.cuda, sw.nccl)
         except compat.ProfileError as exc:

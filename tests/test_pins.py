@@ -87,7 +87,11 @@ INPUTS = [
     if lock.with_suffix(".in").exists()
     for e in _entries(lock.with_suffix(".in"))
 ]
-PROFILE_LOCKS = [(p, accel) for p in compat.PROFILES for accel in ACCELERATORS]
+# GPU pools need the CUDA lock; profiles tested on CPU pools only have none.
+PROFILE_LOCKS = [
+    (p, accel) for p in compat.PROFILES for accel in ACCELERATORS if accel == "cpu" or p.gpu
+]
+LEGACY_KERAS_LOCKS = [(p, accel) for p, accel in PROFILE_LOCKS if p.legacy_keras]
 
 
 def _lock(profile: compat.Profile, accel: str) -> Path:
@@ -136,6 +140,16 @@ def test_lock_pins_the_profile_tensorflow(profile, accel):
     assert _pins(_lock(profile, accel)).get(package) == profile.tensorflow
 
 
+@pytest.mark.parametrize(("profile", "accel"), LEGACY_KERAS_LOCKS, ids=_id)
+def test_lock_pins_the_profile_tf_keras(profile, accel):
+    assert _pins(_lock(profile, accel)).get("tf-keras") == profile.legacy_keras
+
+
+@pytest.mark.parametrize(("profile", "accel"), LEGACY_KERAS_LOCKS, ids=_id)
+def test_lock_with_tf_keras_has_the_full_tensorflow_wheel(profile, accel):
+    assert "tensorflow-cpu" not in _pins(_lock(profile, accel))
+
+
 @pytest.mark.parametrize(("profile", "accel"), PROFILE_LOCKS, ids=_id)
 def test_lock_pins_the_profile_mkl(profile, accel):
     assert _pins(_lock(profile, accel)).get("mkl") == profile.mkl
@@ -159,6 +173,73 @@ def test_lock_leaves_horovod_to_its_hashed_sdist(profile, accel):
 def test_horovod_sdist_of_the_profile_has_a_sha256(profile):
     hashes = _load(ROLES_DIR / "horovod" / "defaults" / "main.yml")["horovod_sdist_sha256"]
     assert re.fullmatch(r"[0-9a-f]{64}", hashes.get(profile.horovod, ""))
+
+
+# --- the Horovod patch ---------------------------------------------------------------------
+
+HOROVOD_FILES = ROLES_DIR / "horovod" / "files"
+PATCH = HOROVOD_FILES / "horovod-0.28.1-tf2.21.patch"
+PATCHED_FILES = (
+    "horovod/tensorflow/keras/__init__.py",
+    "horovod/tensorflow/keras/callbacks.py",
+    "horovod/tensorflow/xla_mpi_ops.cc",
+)
+
+
+def _patch_header() -> str:
+    text = PATCH.read_text(encoding="utf-8")
+    return text[: text.index("\n--- a/")]
+
+
+@pytest.mark.parametrize(
+    "fact", ["#4290", "HAVE_GPU", "highwayhash/arch_specific.h", "TF_USE_LEGACY_KERAS", "sha256"]
+)
+def test_patch_header_says_why(fact):
+    assert fact in _patch_header()
+
+
+def test_patch_changes_only_the_two_fixes():
+    files = re.findall(r"^\+\+\+ b/(\S+)$", PATCH.read_text(encoding="utf-8"), re.M)
+    assert tuple(files) == PATCHED_FILES
+
+
+@pytest.mark.parametrize(
+    ("profile", "patch"),
+    [
+        (profile, patch)
+        for profile, patches in _load(ROLES_DIR / "horovod" / "defaults" / "main.yml")[
+            "horovod_profile_patches"
+        ].items()
+        for patch in patches
+    ],
+)
+def test_profile_patch_is_in_the_role(profile, patch):
+    assert profile in {p.name for p in compat.PROFILES} and (HOROVOD_FILES / patch).is_file()
+
+
+def _patches_for(**variables) -> list[str]:
+    proc = _playbook(
+        "-i", "localhost,", "-c", "local", str(DATA / "horovod_patches.yml"),
+        "-e", json.dumps(variables), ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
+    )  # fmt: skip
+    assert proc.returncode == 0, _shown(proc)
+    text = proc.stdout
+    result, _ = json.JSONDecoder().raw_decode(text[text.index("\n{") + 1 :])
+    (task,) = result["plays"][0]["tasks"]
+    return task["hosts"]["localhost"]["horovod_patches"]
+
+
+@pytest.mark.parametrize(
+    ("variables", "patches"),
+    [
+        ({"ringfleet_profile": "tf2.15"}, []),
+        ({"ringfleet_profile": "tf2.21"}, [PATCH.name]),
+        ({"ringfleet_profile": "tf2.21", "horovod_gpu_operations": "NCCL"}, []),
+    ],
+    ids=["tf2.15", "tf2.21-cpu", "tf2.21-gpu"],
+)
+def test_horovod_patches_only_cpu_builds_of_the_profile(variables, patches):
+    assert _patches_for(**variables) == patches
 
 
 # --- Debian packages ---------------------------------------------------------------

@@ -274,12 +274,6 @@ def test_interface_override_reaches_horovodrun(tmp_path: Path, local: ClusterSpe
     assert "--network-interface eth1 " in rendered.script
 
 
-def test_single_node_horovodrun_names_no_interface(tmp_path: Path, local: ClusterSpec) -> None:
-    # horovodrun resolves a lone local host to 127.0.0.1 and fails to match the NIC.
-    rendered = render(tmp_path, local, pool="cpu", processes=2, interface="eth1")
-    assert "--network-interface" not in rendered.script.splitlines()[-1]
-
-
 # --- quoting ---------------------------------------------------------------------------------
 
 AWKWARD = """it's a "quoted" $HOME `run`"""
@@ -361,6 +355,40 @@ def test_gpu_ranks_pin_nccl_to_the_interface(tmp_path: Path, aws: ClusterSpec) -
     assert render(tmp_path, aws, pool="gpu", processes=4).env["NCCL_SOCKET_IFNAME"] == "ens5"
 
 
+def local_on_profile(profile: str) -> ClusterSpec:
+    doc = read_yaml(REPO / "Pulumi.local.yaml")
+    cluster = doc["config"]["ringfleet:cluster"]
+    cluster["software"] = {"profile": profile}
+    cluster["pools"] = [p for p in cluster["pools"] if not p.get("accelerator")]
+    return cluster_from_mapping(cluster, "Pulumi.local.yaml")
+
+
+def test_tf221_ranks_use_legacy_keras(tmp_path: Path) -> None:
+    rendered = render(tmp_path, local_on_profile("tf2.21"), pool="cpu", processes=2)
+    assert rendered.env["TF_USE_LEGACY_KERAS"] == "1"
+
+
+def test_tf221_script_exports_legacy_keras(tmp_path: Path) -> None:
+    rendered = render(tmp_path, local_on_profile("tf2.21"), pool="cpu", processes=2)
+    assert "export TF_USE_LEGACY_KERAS=1\n" in rendered.script
+
+
+def test_tf221_untuned_ranks_still_use_legacy_keras(tmp_path: Path) -> None:
+    spec = local_on_profile("tf2.21")
+    rendered = render(tmp_path, spec, pool="cpu", processes=2, tuning=False)
+    assert rendered.env == {"TF_USE_LEGACY_KERAS": "1"}
+
+
+def test_tf215_ranks_keep_keras_alone(horovodrun: RenderedJob) -> None:
+    assert "TF_USE_LEGACY_KERAS" not in horovodrun.env
+
+
+def test_job_env_wins_over_legacy_keras(tmp_path: Path) -> None:
+    spec = local_on_profile("tf2.21")
+    rendered = render(tmp_path, spec, pool="cpu", processes=2, env={"TF_USE_LEGACY_KERAS": "0"})
+    assert rendered.env["TF_USE_LEGACY_KERAS"] == "0"
+
+
 # --- sbatch ----------------------------------------------------------------------------------
 
 
@@ -437,3 +465,9 @@ def test_missing_templates_are_one_line(tmp_path: Path, local: ClusterSpec, digi
         "ringfleet: error: templates/hostfile.j2: "
         "no such template; is RINGFLEET_ROOT the ringfleet repo?"
     )
+
+
+def test_single_node_horovodrun_names_no_interface(tmp_path: Path, local: ClusterSpec) -> None:
+    # horovodrun resolves a lone local host to 127.0.0.1 and fails to match the NIC.
+    rendered = render(tmp_path, local, pool="cpu", processes=2, interface="eth1")
+    assert "--network-interface" not in rendered.script.splitlines()[-1]

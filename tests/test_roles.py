@@ -236,7 +236,7 @@ def test_ansible_lint_production_profile_passes():
 
 BAD_INPUT = (
     ("openmpi", "openmpi_implementation", "mpich"),
-    ("tensorflow", "tensorflow_version", "2.21.0"),
+    ("tensorflow", "tensorflow_version", "2.16.1"),
     ("horovod", "horovod_version", "0.27.0"),
     ("nfs_server", "nfs_server_implementation", "samba"),
     ("nfs_client", "nfs_client_storage_kind", "s3"),
@@ -287,6 +287,36 @@ def test_site_validation_accepts_the_rendered_inventory(rendered_onprem):
     assert proc.returncode == 0, _shown(proc)
 
 
+@pytest.fixture(scope="module")
+def rendered_tf221(tmp_path_factory) -> Path:
+    """An inventory with a tf2.21 pool, rendered from the spec alone (no stack)."""
+    from ringfleet.inventory import dump_inventory, render_inventory
+    from ringfleet.outputs import static_outputs
+    from ringfleet.spec import cluster_from_mapping
+
+    doc = yaml.safe_load((ROOT / "Pulumi.local.yaml").read_text(encoding="utf-8"))
+    cluster = doc["config"]["ringfleet:cluster"]
+    cluster["pools"] = [p for p in cluster["pools"] if not p.get("accelerator")]
+    cluster["software"] = {"profile": "tf2.21"}
+    spec = cluster_from_mapping(cluster, "Pulumi.local.yaml", env="local")
+    path = tmp_path_factory.mktemp("tf221") / "hosts.yml"
+    path.write_text(dump_inventory(render_inventory(static_outputs(spec))), encoding="utf-8")
+    return path
+
+
+def test_rendered_tf221_pool_asks_for_tf_keras(rendered_tf221):
+    pool = _load(rendered_tf221)["all"]["children"]["pool_cpu"]["vars"]
+    assert (pool["tensorflow_package"], pool["tensorflow_version"]) == ("tensorflow", "2.21.0")
+    assert pool["tensorflow_legacy_keras_version"] == "2.21.0"
+
+
+def test_site_validation_accepts_a_tf221_pool(rendered_tf221):
+    proc = _playbook(
+        "-i", str(rendered_tf221), "-e", "ansible_connection=local", "playbooks/validate.yml"
+    )
+    assert proc.returncode == 0, _shown(proc)
+
+
 def test_site_validation_rejects_an_untested_tensorflow(rendered_onprem):
     proc = _playbook(
         "-i",
@@ -294,7 +324,7 @@ def test_site_validation_rejects_an_untested_tensorflow(rendered_onprem):
         "-e",
         "ansible_connection=local",
         "-e",
-        "tensorflow_version=2.21.0",
+        "tensorflow_version=2.16.1",
         "playbooks/validate.yml",
     )
     assert proc.returncode != 0 and "tensorflow_version" in proc.stdout, _shown(proc)

@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
+from ringfleet.compat import DEFAULT_PROFILE, PROFILES
 from ringfleet.errors import RingfleetError
 from ringfleet.spec import load_spec
+from ringfleet.yamlio import read_yaml
 from tests.conftest import ROOT, run_cli
 
 CORPUS = ROOT / "tests" / "data" / "specs"
@@ -40,12 +43,16 @@ BROKEN = {
     "zero-slots": "Pulumi.zero-slots.yaml: cluster.pools: zero total slots: no pool has a node "
     "with a slot, so no job could run",
     "tf-216-horovod": "Pulumi.tf-216-horovod.yaml: cluster.software.tensorflow: tensorflow 2.16.1 "
-    "with horovod 0.28.1 is not supported: Horovod 0.28.1 does not build or run against "
-    "TF >= 2.16 (Keras 3 and XLA header changes); tested: tf2.15 (got '2.16.1')",
+    "with horovod 0.28.1 is not supported: Horovod 0.28.1 needs ringfleet's patch for "
+    "TF >= 2.16 (Keras 3 and XLA header changes), tested with 2.21.0 only; "
+    "tested: tf2.15, tf2.21 (got '2.16.1')",
+    "tf221-gpu": "Pulumi.tf221-gpu.yaml: cluster.pools[0].software.profile: profile tf2.21 is "
+    "tested on CPU pools only (its Horovod build drops the XLA ops GPU builds need); "
+    "GPU pools: tf2.15 (got 'tf2.21')",
     "untested-openmpi": "Pulumi.untested-openmpi.yaml: cluster.software.openmpi: untested openmpi "
-    "version; tested: 4.1.4 (profiles: tf2.15) (got '5.0.3')",
+    "version; tested: 4.1.4 (profiles: tf2.15, tf2.21) (got '5.0.3')",
     "unknown-profile": "Pulumi.unknown-profile.yaml: cluster.software.profile: unknown software "
-    "profile; tested: tf2.15 (got 'tf9.99')",
+    "profile; tested: tf2.15, tf2.21 (got 'tf9.99')",
     "bad-provider": "Pulumi.bad-provider.yaml: cluster.provider: must be one of 'docker', 'aws' "
     "or 'static' (got 'gcp')",
     "bad-name": "Pulumi.bad-name.yaml: cluster.name: must be lowercase letters, digits and "
@@ -131,6 +138,37 @@ def test_default_profile_is_the_tested_matrix() -> None:
         "horovod": "0.28.1",
         "mkl": "2024.2.2",
     }
+
+
+def tf221_pool_spec(tmp_path: Path, software: dict) -> Path:
+    doc = read_yaml(ROOT / "Pulumi.local.yaml")
+    cluster = doc["config"]["ringfleet:cluster"]
+    cluster["pools"][0]["software"] = software
+    (tmp_path / "Pulumi.tf221.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "software",
+    [{"profile": "tf2.21"}, {"tensorflow": "2.21.0"}],
+    ids=["by-profile", "by-tensorflow"],
+)
+def test_pool_selects_the_tf221_profile(tmp_path: Path, software: dict) -> None:
+    spec = load_spec("tf221", tf221_pool_spec(tmp_path, software))
+    assert (spec.pool("cpu").profile.name, spec.pool("gpu").profile.name) == ("tf2.21", "tf2.15")
+
+
+def test_tf221_profile_has_tf_keras() -> None:
+    (profile,) = [p for p in PROFILES if p.name == "tf2.21"]
+    assert (profile.tensorflow_package, profile.tensorflow, profile.legacy_keras) == (
+        "tensorflow",
+        "2.21.0",
+        "2.21.0",
+    )
+
+
+def test_default_profile_is_still_tf215() -> None:
+    assert DEFAULT_PROFILE.name == "tf2.15"
 
 
 def test_spec_hash_is_stable_across_reads() -> None:
