@@ -314,38 +314,31 @@ def lock_nodes(env: EnvArg) -> None:
 
     from ringfleet import lock as lockmod
     from ringfleet.verify import Report as VerifyReport
-    from ringfleet.verify import load_inventory, print_report, rel
-    from ringfleet.verify_suite.targets import node_shells
+    from ringfleet.verify import print_report, rel
 
     started = time.monotonic()
     load_spec(env)  # an unknown env or a broken spec stops here, before any node is read
     root = project_root()
     path = lockmod.lock_path(root, env)
     previous = lockmod.read_lock(path, rel(path, root))
-    inv = load_inventory(root, env)
-    shells = node_shells(inv)
-    facts = lockmod.collect_all(inv, shells)
-    drifts = lockmod.peer_drift(facts)
-    if drifts:
-        print_report(VerifyReport(env, drift=drifts, drift_against="pool peers"), console)
+    read = lockmod.lock_env(root, env, previous)
+    if read.drifts:
+        print_report(VerifyReport(env, drift=read.drifts, drift_against="pool peers"), console)
         err_console.print(
             f"ringfleet: lock: nodes of a pool differ, so {rel(path, root)} was not written; "
             "converge them (`ringfleet up`) and lock again",
             markup=False,
         )
         raise typer.Exit(1)
-    pools = inv.pools()
-    venvs = {pool: shells[nodes[0]].venv for pool, nodes in pools.items()}
-    keep = {p: e for p, e in (previous or {}).get("pools", {}).items() if p not in pools}
-    lockmod.write_lock(path, lockmod.build_lock(env, facts, venvs, keep))
-    for pool, nodes in pools.items():
-        f = facts[nodes[0]]
+    lockmod.write_lock(path, read.lock)
+    for pool, nodes in read.pools.items():
+        f = read.facts[nodes[0]]
         console.print(
             f"  pool {pool}: {len(nodes)} node(s); {f.os}, kernel {f.kernel}; "
             f"{len(f.debian)} Debian and {len(f.python)} Python packages",
             highlight=False,
         )
-    for pool in sorted(keep):
+    for pool in read.kept:
         console.print(f"  pool {pool}: no nodes now; its locked entry is kept", highlight=False)
     console.print(
         f"lock {env}: wrote {rel(path, root)} in {time.monotonic() - started:.0f} s",

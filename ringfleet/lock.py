@@ -273,6 +273,39 @@ def build_lock(
     return {"version": LOCK_VERSION, "env": env, "pools": dict(sorted(pools.items()))}
 
 
+@dataclass(frozen=True)
+class EnvLock:
+    """What `ringfleet lock` reads from an env's nodes, before anything is written."""
+
+    lock: dict[str, Any]
+    drifts: list[Drift]
+    """Nodes of a pool that disagree; a lock is only written when this is empty."""
+    facts: dict[str, NodeFacts]
+    pools: dict[str, list[str]]
+    kept: list[str]
+    """Pools of the previous lock with no node now, whose entries are kept."""
+
+
+def lock_env(root: Path, env: str, previous: dict[str, Any] | None = None) -> EnvLock:
+    """Read every node of `env` (its rendered inventory) and build its lock."""
+    from ringfleet.verify import load_inventory
+    from ringfleet.verify_suite.targets import node_shells
+
+    inv = load_inventory(root, env)
+    shells = node_shells(inv)
+    facts = collect_all(inv, shells)
+    pools = inv.pools()
+    venvs = {pool: shells[nodes[0]].venv for pool, nodes in pools.items()}
+    keep = {p: e for p, e in (previous or {}).get("pools", {}).items() if p not in pools}
+    return EnvLock(
+        lock=build_lock(env, facts, venvs, keep),
+        drifts=peer_drift(facts),
+        facts=facts,
+        pools=pools,
+        kept=sorted(keep),
+    )
+
+
 def lock_path(root: Path, env: str) -> Path:
     return root / "inventories" / env / LOCK_NAME
 
