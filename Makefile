@@ -14,8 +14,11 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
-# Everything, including the multi-node cluster tests.
+# Everything: first the reproducible-build tier (two cold builds of a 2-node cluster,
+# ~20 min; its last build leaves the node image the rest reuses), then the rest,
+# multi-node cluster tests and the second profile's slower tier included.
 test: setup lint
+	$(VENV)/bin/pytest -ra -m repro
 	$(VENV)/bin/pytest -ra
 
 # Only the tests that need no Docker engine.
