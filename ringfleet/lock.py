@@ -16,7 +16,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,20 @@ KEY_PYTHON_PACKAGES = (
 )
 # Marks a package a node lacks, in drift rows.
 ABSENT = "(absent)"
+HELD = "held"
+# Files the roles write that define a node's software and are the same on every node
+# of a pool: Open MPI's defaults, the thread defaults, the venv's lock and Horovod's
+# build record, the Horovod wheel nodes install, and the base image's package record.
+# Per-node files (host keys, /etc/hosts, known_hosts, the cluster's SSH keys) are not
+# here: they must differ, or differ per cluster. `{venv}` is the pool's node venv.
+NODE_FILES = (
+    "/etc/openmpi/openmpi-mca-params.conf",
+    "/etc/profile.d/ringfleet-*.sh",
+    "{venv}/ringfleet-requirements.txt",
+    "{venv}/ringfleet-horovod-build.json",
+    "/opt/ringfleet/wheels/*.whl",
+    "/etc/ringfleet/base-packages.txt",
+)
 # dpkg's status abbreviation: the second letter is the current state, `i` installed.
 _DPKG_FORMAT = r"${db:Status-Abbrev} ${binary:Package}=${Version}\n"
 
@@ -71,12 +85,18 @@ class NodeFacts:
     kernel: str
     debian: dict[str, str]
     python: dict[str, str]
+    files: dict[str, str] = field(default_factory=dict)
+    """sha256 of each node-independent file the roles write (NODE_FILES)."""
+    held: tuple[str, ...] = ()
+    """Debian packages held at their version (`apt-mark hold`)."""
 
     def items(self) -> dict[str, str]:
-        """Every comparable item, flat: os, kernel, deb:<name>, pip:<name>."""
+        """Every comparable item, flat: os, kernel, deb:, pip:, file:<path> and hold:<name>."""
         out = {"os": self.os, "debian_version": self.debian_version, "kernel": self.kernel}
         out.update({f"deb:{k}": v for k, v in self.debian.items()})
         out.update({f"pip:{k}": v for k, v in self.python.items()})
+        out.update({f"file:{k}": v for k, v in self.files.items()})
+        out.update({f"hold:{k}": HELD for k in self.held})
         return out
 
 
@@ -126,6 +146,26 @@ def parse_freeze(text: str) -> dict[str, str]:
     return dict(sorted(packages.items()))
 
 
+def parse_held(text: str) -> tuple[str, ...]:
+    """Names of held packages, from the same `dpkg-query -W` lines (`h` wanted state)."""
+    held = set()
+    for line in text.splitlines():
+        status, _, pin = line.strip().partition(" ")
+        if len(status) >= 2 and status[0] == "h" and status[1] == "i" and "=" in pin:
+            held.add(pin.strip().partition("=")[0])
+    return tuple(sorted(held))
+
+
+def parse_sha256sum(text: str) -> dict[str, str]:
+    """`sha256sum` lines: path -> digest."""
+    out = {}
+    for line in text.splitlines():
+        digest_, sep, path = line.strip().partition("  ")
+        if sep and len(digest_) == 64:
+            out[path.strip()] = digest_
+    return dict(sorted(out.items()))
+
+
 def parse_os_release(text: str) -> str:
     values = {}
     for line in text.splitlines():
@@ -142,14 +182,19 @@ def collect(shell: NodeShell, pool: str) -> NodeFacts:
         f"{venv}/bin/python -m pip freeze --all --disable-pip-version-check"
         " --no-python-version-warning"
     )
+    dpkg = shell.output(f"dpkg-query -W -f '{_DPKG_FORMAT}'")
+    # Globs that match nothing stay literal and sha256sum skips them (stderr, exit 1).
+    paths = " ".join(p.format(venv=venv) for p in NODE_FILES)
     return NodeFacts(
         node=shell.name,
         pool=pool,
         os=parse_os_release(shell.output("cat /etc/os-release")),
         debian_version=shell.output("cat /etc/debian_version 2>/dev/null || true").strip(),
         kernel=shell.output("uname -r").strip(),
-        debian=parse_dpkg(shell.output(f"dpkg-query -W -f '{_DPKG_FORMAT}'")),
+        debian=parse_dpkg(dpkg),
         python=parse_freeze(freeze),
+        files=parse_sha256sum(shell.output(f"sha256sum {paths} 2>/dev/null || true")),
+        held=parse_held(dpkg),
     )
 
 
@@ -191,6 +236,8 @@ def pool_entry(facts: NodeFacts, venv: str) -> dict[str, Any]:
         "kernel": facts.kernel,
         "debian": _package_set(facts.debian, KEY_DEBIAN_PACKAGES),
         "python": {"venv": venv, **_package_set(facts.python, KEY_PYTHON_PACKAGES)},
+        "files": dict(sorted(facts.files.items())),
+        "held": sorted(facts.held),
     }
 
 
@@ -200,6 +247,8 @@ def entry_items(entry: dict[str, Any]) -> dict[str, str]:
     for prefix, part in (("deb", "debian"), ("pip", "python")):
         for name, version in (entry.get(part, {}).get("packages") or {}).items():
             out[f"{prefix}:{name}"] = str(version)
+    out.update({f"file:{k}": str(v) for k, v in (entry.get("files") or {}).items()})
+    out.update({f"hold:{k}": HELD for k in entry.get("held") or ()})
     return out
 
 
@@ -248,6 +297,10 @@ def lock_drift(lock: dict[str, Any], facts: dict[str, NodeFacts]) -> list[Drift]
                 # A lock trimmed to digests still catches drift, without naming the package.
                 drifts.append(Drift(node, f"{prefix}:sha256", entry[part]["sha256"], digest(have)))
             if listed is None:
+                found = {k: v for k, v in found.items() if not k.startswith(prefix + ":")}
+        for part, prefix in (("files", "file"), ("held", "hold")):
+            # A lock written before ringfleet recorded these parts says nothing about them.
+            if part not in entry:
                 found = {k: v for k, v in found.items() if not k.startswith(prefix + ":")}
         for item in sorted(set(found) | set(expected)):
             locked, have = expected.get(item, ABSENT), found.get(item, ABSENT)

@@ -19,6 +19,9 @@ from tests.conftest import ROOT, run_cli
 
 DEBIAN = {"libc6:amd64": "2.36-9", "openmpi-bin": "4.1.4-3+b1", "less": "590-2"}
 PYTHON = {"horovod": "0.28.1", "numpy": "1.26.4", "six": "1.17.0", "tensorflow-cpu": "2.15.1"}
+MCA = "/etc/openmpi/openmpi-mca-params.conf"
+FILES = {MCA: "a" * 64, "/opt/ringfleet/wheels/horovod.whl": "b" * 64}
+HELD = ("openmpi-bin",)
 
 
 def facts(node: str, pool: str = "cpu", **changes) -> lockmod.NodeFacts:
@@ -30,6 +33,8 @@ def facts(node: str, pool: str = "cpu", **changes) -> lockmod.NodeFacts:
         kernel="6.1.0-28-amd64",
         debian=dict(DEBIAN),
         python=dict(PYTHON),
+        files=dict(FILES),
+        held=HELD,
     )
     base.update(changes)
     return lockmod.NodeFacts(**base)
@@ -59,6 +64,21 @@ def test_freeze_names_are_normalized_and_url_installs_kept() -> None:
         "opt-einsum": "3.4.0",
         "pyyaml": "6.0.2",
     }
+
+
+def test_dpkg_held_packages_are_the_installed_ones_with_hold_wanted() -> None:
+    text = "ii  less=590-2\nhi  openmpi-bin=4.1.4-3+b1\nhc  gone=1.0\n"
+    assert lockmod.parse_held(text) == ("openmpi-bin",)
+
+
+def test_sha256sum_lines_map_path_to_digest() -> None:
+    text = f"{'c' * 64}  /etc/b.conf\n{'d' * 64}  /etc/a.conf\nsha256sum: /x/*.whl: No such file\n"
+    assert lockmod.parse_sha256sum(text) == {"/etc/a.conf": "d" * 64, "/etc/b.conf": "c" * 64}
+
+
+@pytest.mark.parametrize("path", ["/etc/ssh/ssh_host_ed25519_key", "/etc/hosts", "known_hosts"])
+def test_node_files_leave_out_what_differs_per_node(path: str) -> None:
+    assert not any(path in p for p in lockmod.NODE_FILES)
 
 
 def test_os_release_pretty_name() -> None:
@@ -164,6 +184,25 @@ def test_new_kernel_on_every_node_is_a_drift_per_node(lock) -> None:
         ("n1", "kernel"),
         ("n2", "kernel"),
     ]
+
+
+def test_changed_config_file_is_exactly_one_drift(lock) -> None:
+    changed = facts("n1", files={**FILES, MCA: "e" * 64})
+    assert lockmod.lock_drift(lock, cluster(changed, facts("n2"))) == [
+        lockmod.Drift("n1", f"file:{MCA}", "a" * 64, "e" * 64)
+    ]
+
+
+def test_released_hold_is_exactly_one_drift(lock) -> None:
+    drifts = lockmod.lock_drift(lock, cluster(facts("n1"), facts("n2", held=())))
+    assert drifts == [lockmod.Drift("n2", "hold:openmpi-bin", lockmod.HELD, lockmod.ABSENT)]
+
+
+def test_lock_without_files_and_holds_reports_no_drift_on_them(lock) -> None:
+    # A lock written before ringfleet recorded files and holds.
+    del lock["pools"]["cpu"]["files"], lock["pools"]["cpu"]["held"]
+    nodes = cluster(facts("n1", files={}), facts("n2", held=()))
+    assert lockmod.lock_drift(lock, nodes) == []
 
 
 def test_lock_trimmed_to_digests_still_catches_drift(lock) -> None:
