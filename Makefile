@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` (the main job on the local default) and `make test`.
-.PHONY: setup demo test lint test-fast clean
+.PHONY: setup demo test lint test-fast pins clean
 
 VENV := .venv
 RF := $(VENV)/bin/ringfleet
@@ -24,6 +24,10 @@ test: setup lint
 # Only the tests that need no Docker engine.
 test-fast: setup lint
 	$(VENV)/bin/pytest -ra -m "not docker and not cluster"
+
+# Regenerate the hashed Python locks of the node venvs, on purpose only (docs/pinning.md).
+pins: setup
+	@scripts/compile-pins.sh $(PINS_ARGS)
 
 clean:
 	$(RF) down local --purge || true
