@@ -116,3 +116,34 @@ def test_mpi_ring_passes_a_token_through_every_node(
     closed = re.findall(r"^ring closed token (\d+)$", result.stdout, re.M)
     expected = sorted(hostnames(n).stdout.strip() for n in all_nodes)
     assert (seen, closed) == (expected, [str(len(all_nodes))]), result.stdout
+
+
+# Each rank joins Horovod over MPI, sums a one across all ranks, and says where it ran.
+HVD_INIT = (
+    "import socket, horovod.tensorflow as hvd, tensorflow as tf; hvd.init(); "
+    "s = int(hvd.allreduce(tf.ones([1]), op=hvd.Sum).numpy()[0]); "
+    "print('hvd rank %d size %d sum %d host %s'"
+    " % (hvd.rank(), hvd.size(), s, socket.gethostname()))"
+)
+HVD_LINE = re.compile(r"^hvd rank (\d+) size (\d+) sum (\d+) host (\S+)$", re.M)
+
+
+@pytest.fixture(scope="module")
+def pool_nodes(inventory, all_nodes) -> list[str]:
+    """The launcher's pool: Horovod jobs run within one pool (one software profile)."""
+    return inventory.pools()[inventory.pool_of(all_nodes[0])]
+
+
+def test_horovod_init_under_mpirun_spans_every_node_of_the_pool(
+    launcher, pool_nodes, job_user, hostnames
+) -> None:
+    command = f"-x TF_CPP_MIN_LOG_LEVEL=2 {launcher.venv}/bin/python -c {shlex.quote(HVD_INIT)}"
+    result = launcher.run(_mpirun(pool_nodes, command), user=job_user)
+    assert result.rc == 0, result.stderr[-1500:]
+    n = len(pool_nodes)
+    ranks = sorted((int(r), int(s), int(t), h) for r, s, t, h in HVD_LINE.findall(result.stdout))
+    hosts = sorted(hostnames(node).stdout.strip() for node in pool_nodes)
+    assert ([r[:3] for r in ranks], sorted(r[3] for r in ranks)) == (
+        [(rank, n, n) for rank in range(n)],
+        hosts,
+    ), result.stdout[-1500:]
