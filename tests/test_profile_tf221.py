@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import pytest
 from rich.console import Console
@@ -26,18 +27,35 @@ SPECS = ROOT / "tests" / "data" / "tf221"
 QUIET = Console(file=io.StringIO())
 
 
+# Lines of `up` and of the run worth keeping in the test log: bake time and image size,
+# time to ready, and the job's result.
+REPORTED = re.compile(r"baked in|: cached|ready in|val_accuracy=|completed \(exit|failed \(exit")
+
+
+def _report(request, text: str) -> None:
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    for line in text.splitlines():
+        if reporter is not None and REPORTED.search(line):
+            reporter.write_line(f"tf2.21: {line.strip()}")
+
+
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(request):
     spec = load_spec("tf221", SPECS)
-    report = local.up(spec, ROOT, console=QUIET)
+    console = Console(file=io.StringIO(), width=200)
+    report = local.up(spec, ROOT, console=console)
+    _report(request, console.file.getvalue())
     yield spec, report
     local.down(spec, ROOT, purge=True, console=QUIET)
 
 
 @pytest.fixture(scope="module")
-def digits(cluster):
+def digits(cluster, request):
     spec, _ = cluster
-    return run_job(spec, ROOT / "jobs" / "digits.yaml", console=QUIET)
+    console = Console(file=io.StringIO(), width=200)
+    result = run_job(spec, ROOT / "jobs" / "digits.yaml", console=console)
+    _report(request, console.file.getvalue())
+    return result
 
 
 def node(spec, index: int = 0) -> DockerNode:
