@@ -114,13 +114,10 @@ def build_base_image(
         )
     mirror = host_mirror()
     sources = host_sources()
+    # The recipe's hash is a label for provenance only. It is not used to find a cached
+    # base: labels are inherited by every image committed on top, so node images carry
+    # it too, and an image without the tag is not reused (a cold build means cold).
     digest = recipe_hash(mirror, sources)
-    cached = [
-        i for i in client.images.list(filters={"label": f"{LABEL_BASE_HASH}={digest}"})
-    ]
-    if cached:
-        cached[0].tag(*_split_tag(tag))
-        return cached[0].id
     log(f"building base image {tag} with debootstrap ({SUITE}, minbase)")
     with tempfile.TemporaryDirectory(prefix="ringfleet-base-") as tmp:
         root = Path(tmp) / "rootfs"
