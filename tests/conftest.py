@@ -33,6 +33,20 @@ def run_cli(*args: str, root: Path | None = None, timeout: float = 600, **kw):
     )
 
 
+def report(request, line: str) -> None:
+    """Write `line` to the test log as it happens: measurements worth keeping in CI's output.
+
+    Output capture is paused around it, or the line would be captured (and dropped
+    for a passing test) like the test's own output.
+    """
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None:
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line(line)
+
+
 @pytest.fixture(scope="module")
 def local():
     """The local env's spec (no Docker needed)."""

@@ -19,7 +19,7 @@ from ringfleet.images import node_image_tag
 from ringfleet.nodeshell import DockerNode
 from ringfleet.run import run_job
 from ringfleet.spec import load_spec
-from tests.conftest import ROOT
+from tests.conftest import ROOT, report
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -33,10 +33,9 @@ REPORTED = re.compile(r"baked in|: cached|ready in|val_accuracy=|completed \(exi
 
 
 def _report(request, text: str) -> None:
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     for line in text.splitlines():
-        if reporter is not None and REPORTED.search(line):
-            reporter.write_line(f"tf2.21: {line.strip()}")
+        if REPORTED.search(line):
+            report(request, f"tf2.21: {line.strip()}")
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from ringfleet.engine import docker_client
 from ringfleet.images import base_image, node_image_tag
 from ringfleet.lock import Drift, dump_lock, lock_env
 from ringfleet.spec import ClusterSpec, load_spec
-from tests.conftest import ROOT
+from tests.conftest import ROOT, report
 
 pytestmark = [pytest.mark.docker, pytest.mark.repro]
 
@@ -81,18 +81,17 @@ def spec() -> ClusterSpec:
 @pytest.fixture(scope="module")
 def builds(spec, request, tmp_path_factory) -> list[ColdBuild]:
     out = tmp_path_factory.mktemp("repro")
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     done = []
     try:
         for n in range(1, BUILDS + 1):
             build = cold_build(spec)
             (out / f"ringfleet.lock.{n}").write_text(build.lock_text)
             done.append(build)
-            if reporter is not None:
-                reporter.write_line(
-                    f"repro: cold build {n}: up {build.up_seconds:.0f} s "
-                    f"(removed {', '.join(build.removed) or 'nothing'}); lock in {out}"
-                )
+            report(
+                request,
+                f"repro: cold build {n}: up {build.up_seconds:.0f} s "
+                f"(removed {', '.join(build.removed) or 'nothing'}); lock in {out}",
+            )
         yield done
     finally:
         # The images stay: the rest of the suite uses the node image of the last build.
