@@ -140,6 +140,7 @@ def parse_freeze(text: str) -> dict[str, str]:
             name, _, version = line.partition("==")
         elif " @ " in line:
             name, _, version = line.partition(" @ ")
+            version = _wheel_version(name.strip(), version.strip()) or version
         else:
             name, version = line, ""
         packages[normalize_name(name.strip())] = version.strip()
@@ -164,6 +165,21 @@ def parse_sha256sum(text: str) -> dict[str, str]:
         if sep and len(digest_) == 64:
             out[path.strip()] = digest_
     return dict(sorted(out.items()))
+
+
+def _wheel_version(name: str, url: str) -> str | None:
+    """The version in a wheel's file name (PEP 427), when `url` is a wheel of `name`.
+
+    Horovod is installed from the wheel the role builds, so pip freeze names its file;
+    the lock keeps the version, and the wheel's sha256 is under `files`.
+    """
+    filename = url.split("#", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    parts = filename.removesuffix(".whl").split("-")
+    if not filename.endswith(".whl") or len(parts) < 5:
+        return None
+    if normalize_name(parts[0]) != normalize_name(name):
+        return None
+    return parts[1]
 
 
 def parse_os_release(text: str) -> str:

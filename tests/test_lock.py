@@ -81,6 +81,20 @@ def test_node_files_leave_out_what_differs_per_node(path: str) -> None:
     assert not any(path in p for p in lockmod.NODE_FILES)
 
 
+@pytest.mark.parametrize(
+    ("line", "version"),
+    [
+        ("horovod @ file:///opt/ringfleet/wheels/horovod-0.28.1-cp311-cp311-linux_x86_64.whl"
+         "#sha256=43cd", "0.28.1"),
+        ("my_pkg @ file:///w/my.pkg-1.2-py3-none-any.whl", "1.2"),
+        ("other @ file:///w/horovod-0.28.1-cp311-cp311-linux_x86_64.whl", "file:///w/horovod-0.28.1-cp311-cp311-linux_x86_64.whl"),
+        ("foo @ git+https://example.org/foo.git@v1", "git+https://example.org/foo.git@v1"),
+    ],
+)  # fmt: skip
+def test_freeze_url_install_of_a_wheel_keeps_its_version(line: str, version: str) -> None:
+    assert list(lockmod.parse_freeze(line).values()) == [version]
+
+
 def test_os_release_pretty_name() -> None:
     text = 'NAME="Debian GNU/Linux"\nPRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\n'
     assert lockmod.parse_os_release(text) == "Debian GNU/Linux 12 (bookworm)"
