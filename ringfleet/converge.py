@@ -20,6 +20,10 @@ from rich.console import Console
 from ringfleet.errors import RingfleetError
 
 SITE_PLAYBOOK = "site.yml"
+# A Docker exec now and then returns no output under load (seen here as the docker_api
+# connection's "Error while determining user and group ID ... Got value: b''"), which
+# Ansible reports as an unreachable host. One more run of the idempotent play is cheap.
+CONVERGE_ATTEMPTS = 2
 
 
 @dataclass
@@ -48,6 +52,8 @@ class _Progress:
         self.task = ""
         self.counts: Counter[str] = Counter()
         self.failures: list[str] = []
+        self.unreachable: set[str] = set()
+        self.failed: set[str] = set()
         self.stats: dict[str, Any] = {}
         self.status = console.status(f"{label}: starting")
 
@@ -72,6 +78,9 @@ class _Progress:
             if kind == "runner_on_failed" and data.get("ignore_errors"):
                 return True
             self.counts["failed"] += 1
+            (self.unreachable if kind == "runner_on_unreachable" else self.failed).add(
+                str(data.get("host"))
+            )
             res = data.get("res", {})
             msg = str(res.get("msg") or res.get("stderr") or res.get("reason") or "failed")
             msg = " ".join(msg.split())[:300]
@@ -119,21 +128,32 @@ def converge(
     env = ansible_env(root)
     # ansible-runner finds ansible-playbook on this process's PATH.
     os.environ["PATH"] = env["PATH"]
-    progress = _Progress(console, label)
     started = time.monotonic()
-    with progress.status:
-        result = ansible_runner.run(
-            private_data_dir=str(private),
-            playbook=str(root / SITE_PLAYBOOK),
-            inventory=str(inventory),
-            extravars=extravars or {},
-            limit=limit,
-            envvars=env,
-            event_handler=progress,
-            quiet=True,
-            timeout=timeout,
-            suppress_env_files=True,
-        )
+    for attempt in range(1, CONVERGE_ATTEMPTS + 1):
+        progress = _Progress(console, label)
+        with progress.status:
+            result = ansible_runner.run(
+                private_data_dir=str(private),
+                playbook=str(root / SITE_PLAYBOOK),
+                inventory=str(inventory),
+                extravars=extravars or {},
+                limit=limit,
+                envvars=env,
+                event_handler=progress,
+                quiet=True,
+                timeout=timeout,
+                suppress_env_files=True,
+            )
+        # Only a run whose every failure is a lost connection is tried again: the roles
+        # are idempotent, and a task that failed on its own would fail the same way.
+        if result.status == "successful" or progress.failed or not progress.unreachable:
+            break
+        if attempt < CONVERGE_ATTEMPTS:
+            console.print(
+                f"  {label}: {', '.join(sorted(progress.unreachable))} unreachable; "
+                f"converging once more (attempt {attempt + 1} of {CONVERGE_ATTEMPTS})",
+                highlight=False,
+            )
     seconds = time.monotonic() - started
     stats = progress.stats or (result.stats or {})
     outcome = ConvergeResult(
