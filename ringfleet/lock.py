@@ -14,7 +14,7 @@ import fnmatch
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,15 +117,18 @@ def normalize_name(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def parse_dpkg(text: str) -> dict[str, str]:
-    """`dpkg-query -W` lines of installed packages only (not removed-with-config ones)."""
-    packages = {}
+def _dpkg_rows(text: str) -> Iterator[tuple[str, str, str]]:
+    """(status, name, version) of each `dpkg-query -W` line in _DPKG_FORMAT."""
     for line in text.splitlines():
         status, _, pin = line.strip().partition(" ")
-        pin = pin.strip()
-        if len(status) >= 2 and status[1] == "i" and "=" in pin:
-            name, _, version = pin.partition("=")
-            packages[name] = version
+        name, sep, version = pin.strip().partition("=")
+        if len(status) >= 2 and sep:
+            yield status, name, version
+
+
+def parse_dpkg(text: str) -> dict[str, str]:
+    """`dpkg-query -W` lines of installed packages only (not removed-with-config ones)."""
+    packages = {name: version for status, name, version in _dpkg_rows(text) if status[1] == "i"}
     return dict(sorted(packages.items()))
 
 
@@ -148,13 +151,8 @@ def parse_freeze(text: str) -> dict[str, str]:
 
 
 def parse_held(text: str) -> tuple[str, ...]:
-    """Names of held packages, from the same `dpkg-query -W` lines (`h` wanted state)."""
-    held = set()
-    for line in text.splitlines():
-        status, _, pin = line.strip().partition(" ")
-        if len(status) >= 2 and status[0] == "h" and status[1] == "i" and "=" in pin:
-            held.add(pin.strip().partition("=")[0])
-    return tuple(sorted(held))
+    """Names of installed packages held at their version (`h` wanted state)."""
+    return tuple(sorted({name for status, name, _ in _dpkg_rows(text) if status[:2] == "hi"}))
 
 
 def parse_sha256sum(text: str) -> dict[str, str]:
