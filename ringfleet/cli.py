@@ -115,17 +115,19 @@ def _up_remote(spec, do_converge: bool) -> None:
     from ringfleet.converge import converge
     from ringfleet.inventory import render_inventory, write_inventory
     from ringfleet.outputs import static_outputs
-    from ringfleet.state import converge_vars, state_dir, write_outputs
+    from ringfleet.stackops import StackOutputs, save_stack_outputs
+    from ringfleet.state import converge_vars, state_dir
 
     root = project_root()
     if spec.cluster.provider == "static":
         # Bare metal: nothing to create, so no Pulumi CLI is needed to converge it.
-        outputs = static_outputs(spec)
+        made = StackOutputs(static_outputs(spec))
     else:
         from ringfleet.stackops import stack_up
 
-        outputs = stack_up(spec.env)
-    write_outputs(root, spec.env, outputs)
+        made = stack_up(spec.env)
+    outputs = made.values
+    save_stack_outputs(root, spec.env, made)
     path = write_inventory(root, spec.env, render_inventory(outputs, spec.display))
     console.print(f"up {spec.env}: inventory {path}")
     if do_converge:

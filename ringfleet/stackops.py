@@ -7,7 +7,8 @@ CLI is there and fails with one line saying how to install it.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,8 +64,24 @@ def _failed(verb: str, env: str, exc: Exception) -> RingfleetError:
     )
 
 
-def stack_up(env: str, on_output: OnOutput = _echo) -> dict[str, Any]:
-    """`pulumi up -s ENV`, streaming pulumi's output; returns the stack outputs."""
+@dataclass(frozen=True)
+class StackOutputs:
+    """A stack's outputs split by Pulumi's secret flag, so secrets cannot reach a file
+    that holds plain outputs by accident."""
+
+    values: dict[str, Any]
+    secrets: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+def split_outputs(outputs: Mapping[str, auto.OutputValue]) -> StackOutputs:
+    """Plain values and secret values of Automation API outputs, apart."""
+    values = {k: v.value for k, v in outputs.items() if not v.secret}
+    secrets = {k: v.value for k, v in outputs.items() if v.secret}
+    return StackOutputs(values, secrets)
+
+
+def stack_up(env: str, on_output: OnOutput = _echo) -> StackOutputs:
+    """`pulumi up -s ENV`, streaming pulumi's output; returns the outputs, secrets apart."""
     from pulumi import automation as auto
 
     stack = _stack(env)
@@ -72,7 +89,19 @@ def stack_up(env: str, on_output: OnOutput = _echo) -> dict[str, Any]:
         result = stack.up(on_output=on_output)
     except auto.CommandError as exc:
         raise _failed("up", env, exc) from None
-    return {key: value.value for key, value in result.outputs.items()}
+    return split_outputs(result.outputs)
+
+
+def save_stack_outputs(root: Path, env: str, outputs: StackOutputs) -> Path:
+    """Write the plain outputs to `.ringfleet/ENV/outputs.json`; of the secrets only the
+    SSH login key is kept, in its own 0600 file (`state.write_stack_key`)."""
+    from ringfleet.outputs import OUT_SSH_PRIVATE_KEY
+    from ringfleet.state import write_outputs, write_stack_key
+
+    key = outputs.secrets.get(OUT_SSH_PRIVATE_KEY)
+    if isinstance(key, str) and key:
+        write_stack_key(root, env, key)
+    return write_outputs(root, env, outputs.values)
 
 
 def stack_preview(env: str, on_output: OnOutput = _echo) -> dict[str, int]:
@@ -100,10 +129,7 @@ def stack_down(env: str, on_output: OnOutput = _echo) -> None:
 
 
 def stack_outputs(env: str) -> dict[str, Any]:
-    """The stack outputs of ENV as plain values, secrets included in clear text.
-
-    The SSH private key is among them (aws): write it only to a 0600 file.
-    """
+    """The non-secret stack outputs of ENV (what the inventory needs)."""
     from pulumi import automation as auto
 
     stack = _stack(env)
@@ -111,7 +137,7 @@ def stack_outputs(env: str) -> dict[str, Any]:
         outputs = stack.outputs()
     except auto.CommandError as exc:
         raise _failed("stack output", env, exc) from None
-    return {key: value.value for key, value in outputs.items()}
+    return split_outputs(outputs).values
 
 
 def inventory_from_outputs(env: str, outputs_file: Path | None = None) -> dict[str, Any]:

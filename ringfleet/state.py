@@ -10,53 +10,120 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ringfleet.fileio import write_atomic
+from ringfleet.errors import RingfleetError
+from ringfleet.fileio import private_dir, write_atomic
 
 STATE_DIRNAME = ".ringfleet"
 KEY_NAME = "id_ed25519"
+# The login key a Pulumi stack generated (aws): written from the secret stack output.
+STACK_KEY_NAME = "stack_key"
+OUTPUTS_NAME = "outputs.json"
+# Any permission for group or others on a private key: ssh itself refuses such a key.
+KEY_OPEN_BITS = 0o077
 # The controller's CA bundle, trusted by nodes so they reach PyPI through TLS proxies.
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
 def state_dir(root: Path, env: str) -> Path:
-    path = root / STATE_DIRNAME / env
-    path.mkdir(parents=True, exist_ok=True)
+    """`.ringfleet/<env>/`, owner only (0700), like `.ringfleet/` itself."""
+    private_dir(root / STATE_DIRNAME)
+    return private_dir(root / STATE_DIRNAME / env)
+
+
+def ssh_dir(root: Path, env: str) -> Path:
+    return private_dir(state_dir(root, env) / "ssh")
+
+
+def check_private_key(path: Path, display: str | None = None) -> Path:
+    """Refuse a private key that group or others may read or write: it may have leaked."""
+    mode = os.stat(path).st_mode & 0o777
+    if mode & KEY_OPEN_BITS:
+        raise RingfleetError(
+            display or str(path),
+            f"private key is open to other users (mode {mode:04o}); "
+            f"run `chmod 600 {path}` if it never left this machine, else replace it",
+        )
     return path
 
 
+def _rel(root: Path, path: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
 def cluster_keypair(root: Path, env: str) -> tuple[Path, Path]:
-    """The per-cluster SSH keypair (made once, mode 0600, never in the repo)."""
-    ssh = state_dir(root, env) / "ssh"
-    ssh.mkdir(mode=0o700, exist_ok=True)
+    """The per-cluster SSH keypair (made once, mode 0600, never in the repo).
+
+    A missing `.pub` is rebuilt from the private key: making a new pair would
+    silently lock the controller out of nodes that trust the old one.
+    """
+    ssh = ssh_dir(root, env)
     private, public = ssh / KEY_NAME, ssh / f"{KEY_NAME}.pub"
-    if not private.exists() or not public.exists():
-        key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.OpenSSH,
-            serialization.NoEncryption(),
-        )
-        pub = key.public_key().public_bytes(
-            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-        )
-        fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(pem)
-        public.write_bytes(pub + f" ringfleet-{env}\n".encode())
+    if private.exists():
+        check_private_key(private, _rel(root, private))
+        if not public.exists():
+            try:
+                key = serialization.load_ssh_private_key(private.read_bytes(), password=None)
+            except (ValueError, TypeError) as exc:
+                raise RingfleetError(
+                    _rel(root, private), f"not a readable OpenSSH private key: {exc}"
+                ) from None
+            write_atomic(public, _public_line(key, env), mode=0o644)
+        return private, public
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    )
+    write_atomic(private, pem, mode=0o600)
+    write_atomic(public, _public_line(key, env), mode=0o644)
     return private, public
 
 
+def _public_line(key: Any, env: str) -> bytes:
+    pub = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    return pub + f" ringfleet-{env}\n".encode()
+
+
 def write_outputs(root: Path, env: str, outputs: dict[str, Any]) -> Path:
-    path = state_dir(root, env) / "outputs.json"
+    """Save the non-secret stack outputs (0600); secrets never go to this file."""
+    path = state_dir(root, env) / OUTPUTS_NAME
     return write_atomic(path, json.dumps(outputs, indent=2, sort_keys=True) + "\n")
+
+
+def stack_key_path(root: Path, env: str) -> Path:
+    return state_dir(root, env) / "ssh" / STACK_KEY_NAME
+
+
+def write_stack_key(root: Path, env: str, pem: str) -> Path:
+    """The stack's SSH private key, written once to a 0600 file in a 0700 directory.
+
+    Rewritten only when the stack's key changed, so its mtime says when it last did.
+    """
+    path = ssh_dir(root, env) / STACK_KEY_NAME
+    data = pem if pem.endswith("\n") else pem + "\n"
+    if path.exists() and path.read_text(encoding="utf-8", errors="replace") == data:
+        check_private_key(path, _rel(root, path))
+        return path
+    return write_atomic(path, data, mode=0o600)
 
 
 def converge_vars(root: Path, env: str) -> dict[str, Any]:
     """Controller-side paths the roles need; passed as extra vars, not stored in inventory."""
     private, public = cluster_keypair(root, env)
     bundles = [str(HOST_CA_BUNDLE)] if HOST_CA_BUNDLE.is_file() else []
-    return {
+    values: dict[str, Any] = {
         "ringfleet_ssh_private_key_file": str(private),
         "ringfleet_ssh_public_key_file": str(public),
         "ringfleet_ca_bundles": bundles,
     }
+    stack_key = stack_key_path(root, env)
+    if stack_key.is_file():
+        # aws nodes admit the login key their stack generated, not the cluster key.
+        values["ansible_ssh_private_key_file"] = str(check_private_key(stack_key))
+    return values
