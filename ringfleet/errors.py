@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 USAGE_EXIT = 2
+# C0 controls, DEL and the Unicode line separators: any of them would break the one line.
+_LINE_BREAKERS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 
 
 class RingfleetError(Exception):
@@ -18,10 +22,15 @@ class RingfleetError(Exception):
         super().__init__(self.line())
 
     def line(self) -> str:
-        text = f"ringfleet: error: {self.where}: {self.what}"
+        text = f"ringfleet: error: {one_line(self.where)}: {one_line(self.what)}"
         if self.show_got:
             text += f" (got {format_got(self.got)})"
         return text
+
+
+def one_line(text: str) -> str:
+    """Control characters as escapes (a newline as \\n), so a message stays one line."""
+    return _LINE_BREAKERS.sub(lambda m: repr(m.group())[1:-1], str(text))
 
 
 def format_got(value: object) -> str:
@@ -32,7 +41,7 @@ def format_got(value: object) -> str:
         text = "nothing"
     else:
         text = repr(value)
-    text = text.replace("\n", " ")
+    text = one_line(text)
     return text if len(text) <= 80 else text[:77] + "..."
 
 

@@ -23,7 +23,17 @@ from pydantic import (
 
 from ringfleet.errors import RingfleetError
 from ringfleet.pydantic_errors import to_ringfleet_error
-from ringfleet.spec import AbsPath, ClusterSpec, Name, ResolvedPool, Strict, project_root
+from ringfleet.safetext import refuse_control
+from ringfleet.spec import (
+    INTERFACE_PATTERN,
+    AbsPath,
+    ClusterSpec,
+    Name,
+    ResolvedPool,
+    Strict,
+    project_root,
+)
+from ringfleet.state import STATE_DIRNAME
 from ringfleet.yamlio import read_yaml
 
 ROOT = "job"
@@ -32,8 +42,6 @@ DEFAULT_TIMEOUT = 3600
 _DURATION = re.compile(r"([0-9]+)\s*([smhd]?)")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# Linux interface names are at most 15 characters (IFNAMSIZ minus the NUL).
-_INTERFACE = re.compile(r"[A-Za-z0-9_.:-]{1,15}")
 
 
 def duration_seconds(value: object) -> object:
@@ -54,7 +62,7 @@ def _pool_list(value: object) -> object:
 
 
 def _interface(value: str) -> str:
-    if not _INTERFACE.fullmatch(value):
+    if not INTERFACE_PATTERN.fullmatch(value):
         raise ValueError("must be a network interface name such as eth0")
     return value
 
@@ -143,6 +151,7 @@ def load_job(path: Path, spec: ClusterSpec, root: Path | None = None) -> Job:
         raise RingfleetError(display, "file is empty; expected a job spec (name, pool, entry)")
     if not isinstance(raw, dict):
         raise RingfleetError(display, "top level must be a mapping of job fields", raw)
+    refuse_control(raw, display, ROOT)
     try:
         file = JobFile.model_validate(raw)
     except ValidationError as exc:
@@ -267,16 +276,35 @@ def _check_env(file: JobFile, display: str) -> None:
 
 
 def _script_source(file: JobFile, path: Path, root: Path, display: str) -> Path:
-    """The job file's directory first, then the project root; the first that exists wins."""
+    """The job file's directory first, then the project root; the first that exists wins.
+
+    `run` copies the script to shared storage every node reads, so it must stay
+    inside the job file's folder or the project once symlinks are resolved, and
+    never come from ringfleet's own state (keys, outputs) in `.ringfleet/`.
+    """
     script = file.entry.script
+    where = _at(display, "entry.script")
     if PurePosixPath(script).is_absolute():
         raise RingfleetError(
-            _at(display, "entry.script"),
-            "must be relative to the job file's directory or the project root",
+            where, "must be relative to the job file's directory or the project root", script
+        )
+    bases = [path.resolve().parent, root.resolve()]
+    candidates = [base / script for base in bases]
+    chosen = next((c for c in candidates if c.is_file()), candidates[0])
+    found = chosen.resolve()
+    if not any(found.is_relative_to(base) for base in bases):
+        raise RingfleetError(
+            where,
+            "must stay inside the job file's directory or the project (symlinks resolved)",
             script,
         )
-    candidates = [path.resolve().parent / script, root.resolve() / script]
-    return next((c for c in candidates if c.is_file()), candidates[0])
+    state = root.resolve() / STATE_DIRNAME
+    if found.is_relative_to(state):
+        raise RingfleetError(
+            where, f"must not be under {STATE_DIRNAME}/ (ringfleet's state)", script
+        )
+    # The name the ranks run it by stays the one the job gave, not a symlink target's.
+    return chosen
 
 
 def _workdir(file: JobFile, spec: ClusterSpec, display: str) -> str:

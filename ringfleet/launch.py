@@ -15,6 +15,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFo
 
 from ringfleet.errors import RingfleetError
 from ringfleet.jobs import Job, place
+from ringfleet.safetext import comment
 from ringfleet.spec import ClusterSpec, ResolvedPool, project_root
 
 # The venv the tensorflow role builds on every node; horovodrun and python come from it.
@@ -226,6 +227,8 @@ def templates(root: Path | None = None) -> Environment:
     )
     # JSON strings are YAML scalars, so the MPIJob quotes any value safely.
     env.filters["yamlstr"] = lambda value: json.dumps(value, ensure_ascii=False)
+    # Every comment of every render goes through this one escape: each line gets `# `.
+    env.filters["comment"] = lambda text: comment(text.rstrip("\n"))
     return env
 
 

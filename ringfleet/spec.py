@@ -21,10 +21,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ringfleet import compat
 from ringfleet.errors import RingfleetError
 from ringfleet.pydantic_errors import to_ringfleet_error
+from ringfleet.safetext import refuse_control
 from ringfleet.yamlio import read_yaml
 
 CONFIG_KEY = "ringfleet:cluster"
-ENV_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+ENV_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+# Linux interface names are at most 15 characters (IFNAMSIZ minus the NUL).
+INTERFACE_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,15}")
+# A host name (RFC 1123 labels) for storage.server; IP addresses are checked apart.
+HOSTNAME_PATTERN = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+# Widest admin network SSH is opened to unless the spec says it means it.
+WIDEST_ADMIN_PREFIX = {4: 16, 6: 48}
 
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")]
 Version = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)*$")]
@@ -128,6 +138,8 @@ class Network(Strict):
     admin_cidr: str = "127.0.0.1/32"
     interface: str = "eth0"
     """Interface MPI and Horovod use between nodes."""
+    allow_wide_admin_cidr: bool = False
+    """Allow an admin_cidr wider than /16 (IPv4) or /48 (IPv6) to reach SSH."""
 
 
 class Cluster(Strict):
@@ -423,6 +435,21 @@ def _check_network(cluster: Cluster, display: str) -> None:
                 "SSH would be open to the whole internet; name your admin network",
                 value,
             )
+        widest = WIDEST_ADMIN_PREFIX[net.version]
+        wide_ok = cluster.network.allow_wide_admin_cidr
+        if field == "admin_cidr" and net.prefixlen < widest and not wide_ok:
+            raise RingfleetError(
+                _where(display, "cluster.network.admin_cidr"),
+                f"wider than /{widest} opens SSH to more than an admin network; narrow it "
+                "or set cluster.network.allow_wide_admin_cidr: true",
+                value,
+            )
+    if not INTERFACE_PATTERN.fullmatch(cluster.network.interface):
+        raise RingfleetError(
+            _where(display, "cluster.network.interface"),
+            "must be a network interface name such as eth0",
+            cluster.network.interface,
+        )
     subnet = ipaddress.ip_network(cluster.network.subnet)
     if subnet.num_addresses - 3 < sum((p.count or len(p.hosts or [])) for p in cluster.pools):
         raise RingfleetError(
@@ -448,6 +475,21 @@ def _check_storage(cluster: Cluster, display: str) -> None:
             _where(display, "cluster.storage.server"),
             "required for static clusters: the host that exports shared storage",
         )
+    server = cluster.storage.server
+    if server is not None and not _is_host(server):
+        raise RingfleetError(
+            _where(display, "cluster.storage.server"),
+            "must be a host name or an IP address",
+            server,
+        )
+
+
+def _is_host(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return HOSTNAME_PATTERN.fullmatch(value) is not None
+    return True
 
 
 def project_root() -> Path:
@@ -473,7 +515,7 @@ def known_envs(root: Path | None = None) -> list[str]:
 
 def load_spec(env: str, root: Path | None = None) -> ClusterSpec:
     """Read and validate `Pulumi.<env>.yaml`; every problem is a one-line RingfleetError."""
-    if not ENV_PATTERN.match(env):
+    if not ENV_PATTERN.fullmatch(env):
         raise RingfleetError("env", "must be letters, digits, '.', '_' or '-'", env)
     path = spec_path(env, root)
     display = path.name
@@ -501,6 +543,7 @@ def load_spec_file(path: Path, env: str, display: str | None = None) -> ClusterS
         raw = raw["value"]
     if not isinstance(raw, dict):
         raise RingfleetError(f"{display}: cluster", "must be a mapping", raw)
+    refuse_control(raw, display, "cluster")
     try:
         cluster = Cluster.model_validate(raw)
     except ValidationError as exc:
@@ -511,6 +554,7 @@ def load_spec_file(path: Path, env: str, display: str | None = None) -> ClusterS
 
 def cluster_from_mapping(raw: dict, display: str = "<spec>", env: str = "inline") -> ClusterSpec:
     """Validate a spec already parsed (Pulumi program, tests)."""
+    refuse_control(raw, display, "cluster")
     try:
         cluster = Cluster.model_validate(raw)
     except ValidationError as exc:
