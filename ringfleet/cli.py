@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from ringfleet.envlock import DEFAULT_LOCK_TIMEOUT
 from ringfleet.errors import RingfleetError
 from ringfleet.spec import load_spec, project_root
 
@@ -22,6 +23,27 @@ console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 EnvArg = Annotated[str, typer.Argument(help="Environment: reads Pulumi.<ENV>.yaml")]
+LockTimeout = Annotated[
+    float,
+    typer.Option(
+        "--lock-timeout",
+        min=0,
+        metavar="SECONDS",
+        help="Wait this long for another command to finish with ENV; 0 refuses at once",
+    ),
+]
+
+
+def _env_lock(env: str, timeout: float):
+    """The env's exclusive lock (ringfleet.envlock); the wait is announced on stderr."""
+    from ringfleet.envlock import env_lock
+
+    return env_lock(
+        project_root(),
+        env,
+        timeout,
+        say=lambda line: err_console.print(f"ringfleet: {line}", markup=False, highlight=False),
+    )
 
 
 @app.command()
@@ -80,6 +102,7 @@ def up(
     no_converge: Annotated[
         bool, typer.Option("--no-converge", help="Create nodes but do not run the roles")
     ] = False,
+    lock_timeout: LockTimeout = DEFAULT_LOCK_TIMEOUT,
 ) -> None:
     """Create or update ENV's nodes to match the spec, then converge them with site.yml.
 
@@ -87,11 +110,12 @@ def up(
     Automation API (needs the pulumi CLI); static envs create nothing and converge.
     """
     spec = load_spec(env)
-    console.print(f"up {env}: cluster {spec.cluster.name} ({spec.cluster.provider})")
-    if spec.cluster.provider == "docker":
-        _up_local(spec, not no_converge)
-    else:
-        _up_remote(spec, not no_converge)
+    with _env_lock(env, lock_timeout):
+        console.print(f"up {env}: cluster {spec.cluster.name} ({spec.cluster.provider})")
+        if spec.cluster.provider == "docker":
+            _up_local(spec, not no_converge)
+        else:
+            _up_remote(spec, not no_converge)
 
 
 def _up_local(spec, do_converge: bool) -> None:
@@ -148,9 +172,16 @@ def down(
     purge: Annotated[
         bool, typer.Option("--purge", help="Also delete the shared volume and local state")
     ] = False,
+    lock_timeout: LockTimeout = DEFAULT_LOCK_TIMEOUT,
 ) -> None:
     """Remove ENV's nodes (docker: shared data kept unless --purge; aws: pulumi destroy)."""
     spec = load_spec(env)
+    with _env_lock(env, lock_timeout):
+        _down(spec, purge)
+
+
+def _down(spec, purge: bool) -> None:
+    env = spec.env
     if spec.cluster.provider == "docker":
         from ringfleet import local
 
@@ -305,7 +336,7 @@ def runs(env: EnvArg) -> None:
 
 
 @app.command("lock")
-def lock_nodes(env: EnvArg) -> None:
+def lock_nodes(env: EnvArg, lock_timeout: LockTimeout = DEFAULT_LOCK_TIMEOUT) -> None:
     """Record each pool's node software in inventories/<ENV>/ringfleet.lock.
 
     Per pool: OS release, kernel, Debian packages and the node venv's Python
@@ -314,12 +345,19 @@ def lock_nodes(env: EnvArg) -> None:
     """
     import time
 
+    started = time.monotonic()
+    load_spec(env)  # an unknown env or a broken spec stops here, before any node is read
+    with _env_lock(env, lock_timeout):
+        _lock(env, started)
+
+
+def _lock(env: str, started: float) -> None:
+    import time
+
     from ringfleet import lock as lockmod
     from ringfleet.verify import Report as VerifyReport
     from ringfleet.verify import print_report, rel
 
-    started = time.monotonic()
-    load_spec(env)  # an unknown env or a broken spec stops here, before any node is read
     root = project_root()
     path = lockmod.lock_path(root, env)
     previous = lockmod.read_lock(path, rel(path, root))
