@@ -40,18 +40,52 @@ def load_outputs(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RingfleetError(str(path), "no such file") from None
+    except IsADirectoryError:
+        raise RingfleetError(str(path), "is a directory, expected a JSON file") from None
+    except UnicodeDecodeError:
+        raise RingfleetError(str(path), "not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         where = f"{path}:{exc.lineno}:{exc.colno}"
         raise RingfleetError(where, f"invalid JSON: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise RingfleetError(str(path), "must be a JSON object of stack outputs", data)
     return data
 
 
-def _need(data: dict, key: str, where: str, kind: type) -> Any:
+_KIND_WORDS = {dict: "mapping", list: "list", str: "string", int: "integer"}
+
+
+def _need(data: dict, key: str, where: str, kind: type | tuple[type, ...]) -> Any:
     if key not in data:
         raise RingfleetError(f"{where}: {key}", "required stack output is missing")
-    if not isinstance(data[key], kind):
-        raise RingfleetError(f"{where}: {key}", f"must be a {kind.__name__}", data[key])
-    return data[key]
+    return _typed(data[key], f"{where}: {key}", kind)
+
+
+def _typed(value: Any, where: str, kind: type | tuple[type, ...]) -> Any:
+    """`value` if it has the JSON type the inventory needs, else a one-line error."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        words = " or ".join(_KIND_WORDS.get(k, k.__name__) for k in kinds if k is not type(None))
+        if type(None) in kinds:
+            words += " or null"
+        raise RingfleetError(where, f"must be a {words}", value, show_got=True)
+    return value
+
+
+def _optional(data: dict, key: str, where: str, kind: type) -> Any:
+    return _typed(data.get(key), f"{where}.{key}", (kind, type(None)))
+
+
+SOFTWARE_KEYS = ("profile", "openmpi", "openmpiDebian", "mkl", "tensorflow", "tensorflowPackage",
+                 "horovod")  # fmt: skip
+GPU_SOFTWARE_KEYS = ("driver", "cuda", "nccl")
+
+
+def _check_software(software: dict, at: str) -> None:
+    keys = SOFTWARE_KEYS + (GPU_SOFTWARE_KEYS if "cuda" in software else ())
+    for key in keys:
+        _need(software, key, at, str)
+    _optional(software, "legacyKeras", at, str)
 
 
 def role_vars(software: dict[str, Any]) -> dict[str, Any]:
@@ -79,6 +113,7 @@ def role_vars(software: dict[str, Any]) -> dict[str, Any]:
 
 def render_inventory(data: dict[str, Any], where: str = "stack outputs") -> dict[str, Any]:
     """The inventory as a dict, ready to dump as YAML."""
+    _typed(data, where, dict)
     for key in out.REQUIRED_KEYS:
         if key not in data:
             raise RingfleetError(f"{where}: {key}", "required stack output is missing")
@@ -86,6 +121,12 @@ def render_inventory(data: dict[str, Any], where: str = "stack outputs") -> dict
     pools = _need(data, out.OUT_POOLS, where, dict)
     storage = _need(data, out.OUT_STORAGE, where, dict)
     network = _need(data, out.OUT_NETWORK, where, dict)
+    for key in (out.OUT_CLUSTER, out.OUT_ENV, out.OUT_SSH_USER):
+        _need(data, key, where, str)
+    _need(data, out.OUT_SSH_PORT, where, int)
+    for key in ("kind", "mount", "export", "server"):
+        _optional(storage, key, f"{where}: {out.OUT_STORAGE}", str)
+    _optional(network, "interface", f"{where}: {out.OUT_NETWORK}", str)
 
     children: dict[str, Any] = {}
     cpu_groups: dict[str, Any] = {}
@@ -94,12 +135,20 @@ def render_inventory(data: dict[str, Any], where: str = "stack outputs") -> dict
     nfs_hosts: dict[str, Any] = {}
     for name, pool in sorted(pools.items()):
         at = f"{where}: {out.OUT_POOLS}.{name}"
+        _typed(pool, at, dict)
         nodes = _need(pool, "nodes", at, list)
-        accelerator = pool.get("accelerator")
+        _need(pool, "slots", at, int)
+        _optional(pool, "cores", at, int)
+        _optional(pool, "threadsPerRank", at, int)
+        _check_software(_need(pool, "software", at, dict), f"{at}.software")
+        accelerator = _optional(pool, "accelerator", at, dict)
         hosts: dict[str, Any] = {}
         for i, node in enumerate(nodes):
-            if not isinstance(node, dict) or not node.get("name"):
+            named = isinstance(node, dict) and isinstance(node.get("name"), str)
+            if not named or not node["name"]:
                 raise RingfleetError(f"{at}.nodes[{i}]", "needs a name", node)
+            for key in ("privateIp", "publicIp"):
+                _optional(node, key, f"{at}.nodes[{i}]", str)
             hv: dict[str, Any] = {
                 "ringfleet_pool": name,
                 "ringfleet_slots": pool["slots"],

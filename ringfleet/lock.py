@@ -440,6 +440,26 @@ def read_lock(path: Path, display: str | None = None) -> dict[str, Any] | None:
             listed = value.get("packages")
             if listed is not None and not isinstance(listed, dict):
                 raise RingfleetError(f"{at}.{part}.packages", "must be a mapping", listed)
+            for package, version in (listed or {}).items():
+                if not isinstance(version, str):
+                    raise RingfleetError(
+                        f"{at}.{part}.packages.{package}", "must be a version string", version,
+                        show_got=True,
+                    )
+        if not isinstance(entry.get("debian_version", ""), str):
+            raise RingfleetError(
+                f"{at}.debian_version", "must be a string", entry["debian_version"], show_got=True
+            )
+        files = entry.get("files")
+        if files is not None and not (
+            isinstance(files, dict) and all(isinstance(v, str) for v in files.values())
+        ):
+            raise RingfleetError(f"{at}.files", "must be a mapping of path to sha256", files)
+        held = entry.get("held")
+        if held is not None and not (
+            isinstance(held, list) and all(isinstance(h, str) for h in held)
+        ):
+            raise RingfleetError(f"{at}.held", "must be a list of package names", held)
     return data
 
 

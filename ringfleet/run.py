@@ -7,10 +7,13 @@ and timing, plus whatever the job writes to $RINGFLEET_RUN_DIR.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 import shlex
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -216,16 +219,55 @@ def list_runs(spec: ClusterSpec) -> list[dict]:
     else:
         raise RingfleetError("runs", f"no node of {spec.env} is running; run `ringfleet up`")
     runs_dir = shlex.quote(f"{mount}/{RUNS_DIRNAME}")
-    _, text = shell.run(
-        ["/bin/sh", "-c", f"cat {runs_dir}/*/status.json 2>/dev/null; true"], check=False
+    # One line per record: its path, a tab, its bytes in base64, so a record that is
+    # not UTF-8 or not JSON is still told apart from the others and named.
+    script = (
+        f'for f in {runs_dir}/*/status.json; do [ -f "$f" ] || continue; '
+        'printf "%s\\t" "$f"; base64 -w0 < "$f"; echo; done; true'
     )
-    decoder = json.JSONDecoder()
-    records, pos = [], 0
-    text = text.strip()
-    while pos < len(text):
-        obj, end = decoder.raw_decode(text, pos)
-        records.append(obj)
-        pos = end
-        while pos < len(text) and text[pos].isspace():
-            pos += 1
-    return sorted(records, key=lambda r: r.get("run_id", ""))
+    _, text = shell.run(["/bin/sh", "-c", script], check=False)
+    records = [parse_run_record(path, data) for path, data in _record_lines(text)]
+    return sorted(records, key=lambda r: r.get("run_id") or "")
+
+
+def _record_lines(text: str) -> Iterator[tuple[str, bytes]]:
+    for line in text.splitlines():
+        path, tab, encoded = line.partition("\t")
+        if not tab:
+            continue
+        try:
+            yield path, base64.b64decode(encoded, validate=True)
+        except binascii.Error:
+            raise RingfleetError(path, "could not be read from the node") from None
+
+
+# The fields `ringfleet runs` shows, and the JSON types a record may give them.
+RECORD_FIELDS: dict[str, tuple[type, ...]] = {
+    "run_id": (str,),
+    "exit_code": (int, type(None)),
+    "seconds": (int, float, type(None)),
+    "ranks": (int, type(None)),
+    "started": (str, type(None)),
+    "reason": (str, type(None)),
+}
+
+
+def parse_run_record(path: str, data: bytes) -> dict:
+    """One run's status.json; a broken or mistyped record is a one-line error naming it."""
+    try:
+        record = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise RingfleetError(path, "not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        where = f"{path}:{exc.lineno}:{exc.colno}"
+        raise RingfleetError(where, f"invalid JSON: {exc.msg}") from None
+    if not isinstance(record, dict):
+        raise RingfleetError(path, "must be a JSON object (a run record)", record)
+    for key, kinds in RECORD_FIELDS.items():
+        value = record.get(key)
+        if key == "run_id" and value is None:
+            raise RingfleetError(f"{path}: {key}", "required")
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+            raise RingfleetError(f"{path}: {key}", f"must be {names}", value, show_got=True)
+    return record
