@@ -24,7 +24,8 @@ NODE_PYTHON = f"{NODE_VENV}/bin/python"
 HOROVODRUN = f"{NODE_VENV}/bin/horovodrun"
 # Debian's openmpi-bin puts mpirun on every node's default PATH.
 MPIRUN = "mpirun"
-# Written next to the script in the workdir by `ringfleet run`; the script cds there first.
+# mpirun's hostfile when rendering by hand (relative to the workdir the script cds to);
+# `ringfleet run` writes one per run in the run's directory and passes its path.
 HOSTFILE = "hostfile"
 DEFAULT_SSH_PORT = 22
 
@@ -178,10 +179,12 @@ def horovodrun_command(
     return [*cmd, *HOROVOD_MPI_ARGS, *rank_command(job)]
 
 
-def mpirun_command(spec: ClusterSpec, job: Job, env: dict[str, str]) -> list[str]:
-    """The mpirun argv, reading ./hostfile; also what a horovodrun job amounts to."""
+def mpirun_command(
+    spec: ClusterSpec, job: Job, env: dict[str, str], hostfile: str = HOSTFILE
+) -> list[str]:
+    """The mpirun argv, reading `hostfile`; also what a horovodrun job amounts to."""
     return [
-        MPIRUN, "-np", str(job.processes), "--hostfile", HOSTFILE,
+        MPIRUN, "-np", str(job.processes), "--hostfile", hostfile,
         *NO_BINDING_ARGS, *TCP_ONLY_ARGS, *interface_args(job.interface),
         *export_args(env), *TAG_OUTPUT_ARGS, *ssh_port_args(spec.cluster.ssh.port),
         *rank_command(job),
@@ -242,12 +245,18 @@ def _render(env: Environment, fmt: str, context: dict) -> str:
     return template.render(context)
 
 
-def render_job(spec: ClusterSpec, job: Job, root: Path | None = None) -> RenderedJob:
-    """Place the job's ranks and render every launch form of it."""
+def render_job(
+    spec: ClusterSpec, job: Job, root: Path | None = None, hostfile: str = HOSTFILE
+) -> RenderedJob:
+    """Place the job's ranks and render every launch form of it.
+
+    `hostfile` is where mpirun reads the hosts: `ringfleet run` gives each run its
+    own, in the run's directory, so concurrent runs of one job never share one.
+    """
     placement = place(spec, job)
     env = job_env(spec, job)
     pools = [spec.pools[name] for name in job.pools]
-    mpirun = mpirun_command(spec, job, env)
+    mpirun = mpirun_command(spec, job, env, hostfile)
     command = horovodrun_command(spec, job, placement) if job.launcher == "horovodrun" else mpirun
     equivalent = shlex.join(mpirun) if job.launcher == "horovodrun" else None
     per_node = max(ranks for _, ranks in placement)
@@ -276,6 +285,7 @@ def render_job(spec: ClusterSpec, job: Job, root: Path | None = None) -> Rendere
         "exports": [(name, shlex.quote(value)) for name, value in env.items()],
         "command_line": shlex.join(command),
         "mpirun_equivalent": equivalent,
+        "hostfile": hostfile if hostfile.startswith("/") else f"./{hostfile}",
         "slurm_line": shlex.join(slurm_command(job, env)),
         "mpijob_command": mpijob_command(job, env),
         "api_version": MPIJOB_API_VERSION,

@@ -1,8 +1,10 @@
 """`ringfleet run`: launch a rendered job across nodes, stream it, keep its record.
 
-Every run gets a directory on shared storage, `<mount>/runs/<job>-<UTC time>/`,
-holding the launch script, hostfile, full and per-rank logs, the exit status
-and timing, plus whatever the job writes to $RINGFLEET_RUN_DIR.
+Every run gets a directory on shared storage, `<mount>/runs/<job>-<UTC time>-<random>/`,
+made exclusively, holding the launch script, the run's own hostfile, full and
+per-rank logs, the exit status and timing, plus whatever the job writes to
+$RINGFLEET_RUN_DIR. Ctrl-C (SIGINT) or SIGTERM stops every rank of the run on
+every node and still writes the record (reason "interrupted", exit 130).
 """
 
 from __future__ import annotations
@@ -11,9 +13,13 @@ import base64
 import binascii
 import json
 import re
+import secrets
 import shlex
+import signal
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +28,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ringfleet.engine import docker_client
-from ringfleet.errors import RingfleetError
+from ringfleet.errors import RingfleetError, one_line
 from ringfleet.jobs import load_job, require_script
 from ringfleet.launch import render_job
 from ringfleet.nodeshell import DockerNode
@@ -31,6 +37,13 @@ from ringfleet.spec import ClusterSpec
 # Exit codes of `ringfleet run` beyond the job's own.
 EXIT_TIMEOUT = 124
 EXIT_NODE_LOST = 125
+# Stopped by SIGINT or SIGTERM: 128 + SIGINT, what shells report for Ctrl-C.
+EXIT_INTERRUPTED = 130
+# Any other failure of ringfleet itself while the job ran.
+EXIT_ERROR = 1
+# Random bytes after the time in a run id: two runs started in one second stay apart.
+RUN_ID_RANDOM_BYTES = 3
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # How often node liveness and the deadline are checked, in seconds.
 WATCH_INTERVAL = 1.0
 # After an abort, how long the launcher gets to exit before we stop waiting.
@@ -54,6 +67,37 @@ def _stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
+def new_run_id(job_name: str) -> str:
+    """`<job>-<UTC time>-<random hex>`: sorts by time, unique even within one second."""
+    return f"{job_name}-{_stamp()}-{secrets.token_hex(RUN_ID_RANDOM_BYTES)}"
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived during a run (a BaseException, like KeyboardInterrupt)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signal = signal.Signals(signum).name
+
+
+@contextmanager
+def _signals(handler) -> Iterator[None]:
+    """Route SIGINT and SIGTERM to `handler` for the block (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _raise_interrupted(signum, frame) -> None:
+    raise Interrupted(signum)
+
+
 def kill_run_processes(node: DockerNode, run_id: str) -> None:
     """Kill every process on `node` whose environment carries this run's id."""
     script = (
@@ -73,13 +117,13 @@ def run_job(spec: ClusterSpec, job_file: Path, console: Console | None = None) -
             "run", f"provider {spec.cluster.provider} is not supported by `run` yet; use docker"
         )
     job = load_job(job_file, spec)
-    run_id = f"{job.name}-{_stamp()}"
+    run_id = new_run_id(job.name)
     mount = spec.cluster.storage.mount.rstrip("/")
     run_dir = f"{mount}/{RUNS_DIRNAME}/{run_id}"
     job = job.model_copy(
         update={"env": {**job.env, "RINGFLEET_RUN_DIR": run_dir, "RINGFLEET_RUN_ID": run_id}}
     )
-    rendered = render_job(spec, job)
+    rendered = render_job(spec, job, hostfile=f"{run_dir}/hostfile")
     client = docker_client()
     names = [name for name, _ in rendered.placement]
     nodes = {name: DockerNode(client, name) for name in names}
@@ -94,12 +138,17 @@ def run_job(spec: ClusterSpec, job_file: Path, console: Console | None = None) -
     _, ids = first.run(["id", "-u", user])
     _, gids = first.run(["id", "-g", user])
     owner = (int(ids.strip()), int(gids.strip()))
-    first.run(["mkdir", "-p", run_dir, job.workdir], user=user)
+    first.run(["mkdir", "-p", f"{mount}/{RUNS_DIRNAME}", job.workdir], user=user)
+    # Without -p: mkdir fails when the directory exists, so no two runs share a record.
+    made, output = first.run(["mkdir", run_dir], user=user, check=False)
+    if made != 0:
+        raise RingfleetError(
+            f"run {job.name}", f"cannot make the run directory {run_dir}", output.strip()
+        )
     script_src = require_script(job)
     first.put_file(f"{job.workdir}/{script_src.name}", script_src.read_bytes(), owner)
     first.put_file(f"{run_dir}/launch.sh", rendered.script.encode(), owner, 0o755)
     first.put_file(f"{run_dir}/hostfile", rendered.hostfile.encode(), owner)
-    first.put_file(f"{job.workdir}/hostfile", rendered.hostfile.encode(), owner)
     rank_nodes = dict(enumerate(rendered.ranks))
     console.print(
         f"run {run_id}: {len(rank_nodes)} rank(s) on {', '.join(names)}; "
@@ -108,9 +157,66 @@ def run_job(spec: ClusterSpec, job_file: Path, console: Console | None = None) -
     )
     started = time.monotonic()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    stream = first.stream(["bash", f"{run_dir}/launch.sh"], user=user, workdir=job.workdir)
     log: list[str] = []
     per_rank: dict[int, list[str]] = {}
+    reason, code, lost, stopped_by, error = "", None, None, None, None
+    try:
+        with _signals(_raise_interrupted):
+            stream = first.stream(["bash", f"{run_dir}/launch.sh"], user=user, workdir=job.workdir)
+            reason, code, lost = _watch(
+                stream, job, run_id, nodes, rank_nodes, log, per_rank, started, console
+            )
+    except Interrupted as exc:
+        reason, code, stopped_by = "interrupted", EXIT_INTERRUPTED, exc.signal
+        console.print(
+            f"[red]run {run_id}: interrupted ({exc.signal}); stopping ranks on every node[/]"
+        )
+    except Exception as exc:  # noqa: BLE001 - re-raised once the ranks are stopped
+        error = exc
+        reason, code = f"error: {one_line(str(exc))[:200]}", EXIT_ERROR
+        console.print(f"[red]run {run_id}: {escape(reason)}; stopping ranks on every node[/]")
+    seconds = time.monotonic() - started
+    # Cleanup must finish even if Ctrl-C is pressed again: ranks left behind would hold
+    # the nodes' cores until their timeout, and the run would have no record.
+    with _signals(signal.SIG_IGN):
+        # Ranks may outlive a failed launcher; nothing of this run may keep running.
+        for node in nodes.values():
+            _stop_ranks(node, run_id, console)
+        status = {
+            "run_id": run_id,
+            "job": job.name,
+            "exit_code": code,
+            "reason": reason,
+            "lost_node": lost,
+            "signal": stopped_by,
+            "started": started_at,
+            "seconds": round(seconds, 2),
+            "nodes": names,
+            "ranks": len(rank_nodes),
+            "launcher": job.launcher,
+        }
+        # Shared storage is the same from every node: write the record through a live one.
+        alive = [node for node in nodes.values() if node.state() == "running"]
+        if alive:
+            _save_record(alive[0], run_dir, owner, log, per_rank, status)
+        else:
+            console.print(f"[red]run {run_id}: no node left to write the record through[/]")
+    if error is not None:
+        raise error
+    style = "green" if code == 0 else "red"
+    console.print(
+        f"[{style}]run {run_id}: {escape(reason)} (exit {code}) in {seconds:.1f} s[/]; "
+        f"record: {run_dir}"
+    )
+    return RunResult(run_id, run_dir, int(code), reason, seconds, lost)
+
+
+def _watch(stream, job, run_id, nodes, rank_nodes, log, per_rank, started, console):
+    """Stream the launcher's output until it ends, times out or loses a node.
+
+    Returns (reason, exit code, lost node); `log` and `per_rank` fill as lines come,
+    so an interruption keeps what was printed so far for the record.
+    """
     seen = 0
     reason, code, lost = "", None, None
     last_watch = 0.0
@@ -128,7 +234,7 @@ def run_job(spec: ClusterSpec, job_file: Path, console: Console | None = None) -
                 reason = f"timeout after {job.timeout_seconds} s"
             else:
                 reason = "completed" if code == 0 else f"failed (job exit code {code})"
-            break
+            return reason, code, lost
         now = time.monotonic()
         if now - last_watch >= WATCH_INTERVAL and not reason:
             last_watch = now
@@ -145,35 +251,17 @@ def run_job(spec: ClusterSpec, job_file: Path, console: Console | None = None) -
                 for node in nodes.values():
                     kill_run_processes(node, run_id)
                 _drain(stream, ABORT_GRACE)
-                break
-    seconds = time.monotonic() - started
-    # Ranks may outlive a failed launcher; nothing of this run may keep running.
-    for node in nodes.values():
+                return reason, code, lost
+
+
+def _stop_ranks(node: DockerNode, run_id: str, console: Console) -> None:
+    """kill_run_processes, going on to the next node whatever happens on this one."""
+    try:
         kill_run_processes(node, run_id)
-    status = {
-        "run_id": run_id,
-        "job": job.name,
-        "exit_code": code,
-        "reason": reason,
-        "lost_node": lost,
-        "started": started_at,
-        "seconds": round(seconds, 2),
-        "nodes": names,
-        "ranks": len(rank_nodes),
-        "launcher": job.launcher,
-    }
-    # Shared storage is the same from every node: write the record through a live one.
-    alive = [node for node in nodes.values() if node.state() == "running"]
-    if alive:
-        _save_record(alive[0], run_dir, owner, log, per_rank, status)
-    else:
-        console.print(f"[red]run {run_id}: no node left to write the record through[/]")
-    style = "green" if code == 0 else "red"
-    console.print(
-        f"[{style}]run {run_id}: {escape(reason)} (exit {code}) in {seconds:.1f} s[/]; "
-        f"record: {run_dir}"
-    )
-    return RunResult(run_id, run_dir, int(code), reason, seconds, lost)
+    except Exception as exc:  # noqa: BLE001 - the other nodes still need their ranks stopped
+        console.print(
+            f"[red]run {run_id}: could not stop ranks on {node.name}: {escape(str(exc))}[/]"
+        )
 
 
 def _format_line(line: str, rank_nodes: dict[int, str], per_rank: dict[int, list[str]]) -> str:

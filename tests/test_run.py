@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -169,3 +170,57 @@ def test_node_loss_detected_within_60_seconds(node_lost) -> None:
 def test_node_loss_leaves_no_rank_running(node_lost, node: str) -> None:
     _, _, _, survivors = node_lost
     assert survivors[node] == []
+
+
+@pytest.fixture(scope="module")
+def interrupted(local_cluster):
+    """Ctrl-C (SIGINT) to `ringfleet run` while `hang` runs ranks on three nodes."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ringfleet.cli", "run", "local", str(DATA / "hang.yaml")],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "step 20" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    try:
+        rest, _ = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        rest, _ = proc.communicate()
+    elapsed = time.monotonic() - sent
+    output = "".join(lines) + rest
+    ranks = {n: rank_processes(n) for n in ("rf-local-cpu-1", "rf-local-cpu-2", "rf-local-cpu-3")}
+    return proc.returncode, output, elapsed, ranks
+
+
+def test_interrupt_exits_130(interrupted) -> None:
+    code, output, _, _ = interrupted
+    assert code == 130, output[-2000:]
+
+
+@pytest.mark.parametrize("node", ["rf-local-cpu-1", "rf-local-cpu-2", "rf-local-cpu-3"])
+def test_interrupt_leaves_no_rank_running(interrupted, node: str) -> None:
+    _, _, _, ranks = interrupted
+    assert ranks[node] == []
+
+
+def test_interrupt_writes_the_record(interrupted) -> None:
+    _, output, _, _ = interrupted
+    status = json.loads(
+        node_exec("rf-local-cpu-1", "cat", record_dir(output) + "/status.json").stdout
+    )
+    assert (status["reason"], status["exit_code"], status["signal"]) == (
+        "interrupted", 130, "SIGINT"
+    )
+
+
+def test_interrupt_stops_the_run_promptly(interrupted) -> None:
+    _, _, elapsed, _ = interrupted
+    assert elapsed < 60

@@ -1,0 +1,39 @@
+"""`ringfleet run` bookkeeping that needs no cluster: run ids and the per-run hostfile."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+from ringfleet import run
+from ringfleet.jobs import load_job
+from ringfleet.launch import render_job
+
+REPO = Path(__file__).resolve().parent.parent
+RUN_DIR = "/shared/runs/digits-20260101T000000Z-0a1b2c"
+
+
+def test_run_ids_made_in_one_second_differ(monkeypatch):
+    monkeypatch.setattr(run, "_stamp", lambda: "20260101T000000Z")
+    ids = {run.new_run_id("digits") for _ in range(200)}
+    assert len(ids) == 200
+
+
+def test_run_id_is_job_time_and_random_hex():
+    assert re.fullmatch(r"digits-\d{8}T\d{6}Z-[0-9a-f]{6}", run.new_run_id("digits"))
+
+
+def test_mpirun_reads_the_hostfile_of_the_run(local):
+    job = load_job(REPO / "jobs" / "digits.yaml", local, REPO)
+    rendered = render_job(local, job, REPO, hostfile=f"{RUN_DIR}/hostfile")
+    argv = shlex.split(rendered.mpirun_equivalent)
+    assert argv[argv.index("--hostfile") + 1] == f"{RUN_DIR}/hostfile"
+
+
+def test_launch_script_names_the_hostfile_of_the_run(local):
+    job = load_job(REPO / "jobs" / "digits.yaml", local, REPO)
+    rendered = render_job(local, job, REPO, hostfile=f"{RUN_DIR}/hostfile")
+    assert f"# The same launch with plain mpirun, which reads {RUN_DIR}/hostfile:" in (
+        rendered.script.splitlines()
+    )
