@@ -298,7 +298,8 @@ def run(
 ) -> None:
     """Launch JOB on ENV's nodes; stream per-rank output; exit with the job's exit code.
 
-    124 means the job's timeout fired, 125 that a node was lost mid-job.
+    124 means the job's timeout fired, 125 that a node was lost mid-job, 130 that
+    Ctrl-C or SIGTERM stopped it (every rank is stopped and the record written).
     """
     from ringfleet.run import run_job
 
