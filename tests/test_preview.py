@@ -24,7 +24,8 @@ import pytest
 
 from ringfleet import graph
 from ringfleet.errors import RingfleetError
-from ringfleet.preview import MARKER, live_flags, pattern_matches, pool_roles, preview
+from ringfleet.preview import MARKER, live_flags, preview
+from ringfleet.siteroles import pattern_matches, pool_roles
 from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,8 +188,14 @@ def test_every_env_of_either_revision_has_a_subsection(report, part):
     lines = report.text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("## ") and part in line)
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    envs = [line for line in lines[start:end] if line.startswith("### ")]
+    envs = [line for line in lines[start:end] if line.startswith("### ") and "`" in line]
     assert envs == ["### `aws-dev`", "### `local`", "### `onprem`"]
+
+
+def test_node_software_starts_with_the_roles_of_every_env(report):
+    lines = report.text.splitlines()
+    start = lines.index("## 2. Node software")
+    assert next(line for line in lines[start + 1 :] if line.startswith("### ")) == "### Roles"
 
 
 def test_summary_row_of_aws_dev(report):
