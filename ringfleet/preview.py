@@ -431,6 +431,8 @@ class RoleChanges:
     changes: list[rolediff.RoleDiff]
     envs: dict[str, dict | None]
     pulled: dict[str, set[str]]
+    software: dict[str, dict[str, dict]]
+    """env -> pool -> software matrix (which Python lock a pool installs)."""
 
     @classmethod
     def of(cls, base: Revision, head: Revision, envs: list[str]) -> RoleChanges:
@@ -438,11 +440,12 @@ class RoleChanges:
         pulled = rolediff.role_includes(old)
         for role, names in rolediff.role_includes(new).items():
             pulled[role] = pulled.get(role, set()) | names
-        where = {}
+        where, software = {}, {}
         for env in envs:
             rev = base if head.env(env).get("missing") else head
             where[env] = _role_hosts(rev, env)[0]
-        return cls(rolediff.diff_trees(old, new), where, pulled)
+            software[env] = {p: v["software"] for p, v in _pools(rev.env(env)).items()}
+        return cls(rolediff.diff_trees(old, new), where, pulled, software)
 
 
 def software(
@@ -480,16 +483,18 @@ def software(
             changed.append(pool)
             rows += pool_rows
     unchanged = [p for p in order if p not in changed and p in new_pools]
-    body = table(["pool", "item", "base", "head"], rows) if rows else ["No changes."]
-    lines += [""] * bool(lines) + body
-    if rows and unchanged:
-        lines += ["", "Unchanged: " + ", ".join(code(p) for p in unchanged) + "."]
-    moved = [", ".join(f"`{p}` {_pool_word(p, old_pools, new_pools)}" for p in changed)]
+    role_lines, parts, images = [], [], []
     if roles is not None:
         role_lines, parts = rolereport.env_roles(env, roles.changes, roles.envs, roles.pulled)
         images = rolereport.image_lines(old.get("images") or {}, new.get("images") or {})
-        lines += [""] * bool(role_lines) + role_lines + [""] * bool(images) + images
-        moved += parts + ["node image rebaked"] * bool(images)
+    quiet = "No changes to the software matrix." if role_lines or images else "No changes."
+    body = table(["pool", "item", "base", "head"], rows) if rows else [quiet]
+    lines += [""] * bool(lines) + body
+    if rows and unchanged:
+        lines += ["", "Unchanged: " + ", ".join(code(p) for p in unchanged) + "."]
+    lines += [""] * bool(role_lines) + role_lines + [""] * bool(images) + images
+    moved = [", ".join(f"`{p}` {_pool_word(p, old_pools, new_pools)}" for p in changed)]
+    moved += parts + ["node image rebaked"] * bool(images)
     found.summary[env]["software"] = "; ".join(m for m in moved if m) or "no changes"
     if new_pools:
         lines += ["", *_effective(new_pools, new_roles)]
@@ -650,7 +655,7 @@ def render_report(base: Revision, head: Revision, envs: list[str], live: bool = 
     found = Findings()
     roles = RoleChanges.of(base, head, envs)
     infra, job_lines = [], []
-    soft = ["", "### Roles", "", *rolereport.roles_section(roles.changes, roles.envs, roles.pulled)]
+    soft = ["", "### Roles", "", *rolereport.roles_section(roles)]
     for env in envs:
         if live:
             body = live_infrastructure(env, head.root, found)

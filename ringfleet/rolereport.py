@@ -27,6 +27,9 @@ INTRO = (
     "the same pools)."
 )
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+# The role that installs the Python locks, and their names (`tensorflow_requirements_file`).
+LOCK_ROLE = "tensorflow"
+LOCK_NAME = re.compile(r"^files/requirements-(.+)-(cpu|cuda)\.txt$")
 
 
 def reach(change: RoleDiff, envs: EnvRoles, pulled: Mapping[str, set[str]]) -> Reach:
@@ -66,12 +69,16 @@ def name_text(name: str) -> str:
 # --- the roles subsection ---------------------------------------------------------
 
 
-def roles_section(changes: list[RoleDiff], envs: EnvRoles, pulled: Mapping[str, set[str]]):
-    """The Markdown lines of every role change, with the pools it reaches."""
+def roles_section(roles: Any) -> list[str]:
+    """The Markdown lines of every role change, with the pools it reaches.
+
+    `roles` is a `preview.RoleChanges`: the changes, roles per pool, includes and software.
+    """
+    changes, envs, pulled = roles.changes, roles.envs, roles.pulled
     moved = [c for c in changes if c.reaches_nodes]
-    lines = [INTRO, ""]
+    lines = [INTRO]
     if not moved:
-        lines.append("No changes that reach a node.")
+        lines += ["", "No changes that reach a node."]
     unknown = [env for env, pools in envs.items() if pools is None]
     for change in moved:
         title = "site.yml, playbooks/, ansible.cfg" if change.name == PLAYBOOKS else change.name
@@ -82,7 +89,7 @@ def roles_section(changes: list[RoleDiff], envs: EnvRoles, pulled: Mapping[str, 
             reaches += "; " * bool(reaches) + "unknown on " + ", ".join(code(e) for e in unknown)
         lines += ["", f"#### {code(title)}{state}: {change.summary()}", ""]
         lines += [f"Reaches: {reaches or 'no pool of any env'}."]
-        lines += role_body(change)
+        lines += role_body(change, roles.software)
     docs = [p for c in changes for p in c.docs]
     if docs:
         lines += [
@@ -97,7 +104,21 @@ def _value(v: Any) -> str:
     return NONE if v is MISSING or v is None else code(v, cell=False)
 
 
-def role_body(change: RoleDiff) -> list[str]:
+def lock_users(file: str, software: Mapping[str, Mapping[str, Mapping]]) -> Reach:
+    """The pools that install the Python lock `file`: the tensorflow role picks
+    `requirements-<profile>-<cuda|cpu>.txt` by the pool's profile and whether its
+    TensorFlow package is the `and-cuda` one (`tensorflow_requirements_file`)."""
+    match = LOCK_NAME.match(file)
+    users: Reach = {}
+    for env, pools in software.items():
+        for pool, soft in pools.items():
+            accel = "cuda" if "and-cuda" in str(soft.get("tensorflowPackage", "")) else "cpu"
+            if match and (soft.get("profile"), accel) == match.groups():
+                users.setdefault(env, {})[pool] = None
+    return users
+
+
+def role_body(change: RoleDiff, software: Mapping[str, Mapping[str, Mapping]]) -> list[str]:
     lines: list[str] = []
     if change.variables:
         lines += ["", "Variables:", ""]
@@ -129,6 +150,10 @@ def role_body(change: RoleDiff) -> list[str]:
         ]
         lines += ["", f"Python lock, {code(file, cell=False)}:", ""]
         lines += table(["package", "base", "head", "hashes"], rows)
+        if change.name == LOCK_ROLE:
+            users = lock_users(file, software)
+            where = "; ".join(f"{code(env)}: {pools_text(p)}" for env, p in users.items())
+            lines += ["", f"Installed on: {where or 'no pool of any env'}."]
     for file in change.files:
         lines += ["", *file_block(file)]
     return lines
