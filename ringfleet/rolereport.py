@@ -26,6 +26,8 @@ INTRO = (
     "(the head's `site.yml` and each env's inventory; a role included by another reaches "
     "the same pools)."
 )
+# Python lock tables longer than this are folded.
+FOLD_ROWS = 12
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 # The role that installs the Python locks, and their names (`tensorflow_requirements_file`).
 LOCK_ROLE = "tensorflow"
@@ -149,7 +151,9 @@ def role_body(change: RoleDiff, software: Mapping[str, Mapping[str, Mapping]]) -
             if p.file == file
         ]
         lines += ["", f"Python lock, {code(file, cell=False)}:", ""]
-        lines += table(["package", "base", "head", "hashes"], rows)
+        pins = table(["package", "base", "head", "hashes"], rows)
+        # A regenerated lock moves dozens of pins: fold them so the report stays readable.
+        lines += details(f"{len(rows)} packages", pins) if len(rows) > FOLD_ROWS else pins
         if change.name == LOCK_ROLE:
             users = lock_users(file, software)
             where = "; ".join(f"{code(env)}: {pools_text(p)}" for env, p in users.items())

@@ -98,3 +98,12 @@ def test_included_role_reaches_the_pools_of_its_includer():
     envs = {"onprem": {"gpu": {"nfs_server": ["gpu01"], "nvidia": None}}}
     change = rolediff.RoleDiff("apt_pins")
     assert reach(change, envs, {"nfs_server": {"apt_pins"}}) == {"onprem": {"gpu": ["gpu01"]}}
+
+
+def test_a_long_python_lock_table_is_folded():
+    from ringfleet.rolereport import FOLD_ROWS, role_body
+
+    lock = "files/requirements-x-cpu.txt"
+    pins = [rolediff.PinChange(lock, f"p{i}", "1", "2", True) for i in range(FOLD_ROWS + 1)]
+    change = rolediff.RoleDiff("tensorflow", python_pins=pins)
+    assert f"<details><summary>{FOLD_ROWS + 1} packages</summary>" in role_body(change, {})
