@@ -223,7 +223,9 @@ def _check_threads(file: JobFile, pools: list[ResolvedPool], display: str) -> No
         )
 
 
-def node_limits(pools: list[ResolvedPool], slots_per_node: int | None) -> Iterator[tuple[str, int]]:
+def node_limits(
+    pools: list[ResolvedPool], slots_per_node: int | None
+) -> Iterator[tuple[str, int]]:
     """(node name, most ranks it may take), in placement order."""
     for pool in pools:
         limit = min(pool.slots, slots_per_node or pool.slots)

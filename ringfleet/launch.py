@@ -162,7 +162,9 @@ def host_slots(placement: list[tuple[str, int]]) -> str:
     return ",".join(f"{node}:{ranks}" for node, ranks in placement)
 
 
-def horovodrun_command(spec: ClusterSpec, job: Job, placement: list[tuple[str, int]]) -> list[str]:
+def horovodrun_command(
+    spec: ClusterSpec, job: Job, placement: list[tuple[str, int]]
+) -> list[str]:
     """The horovodrun argv: hosts and slots inline, so it needs no hostfile."""
     port = spec.cluster.ssh.port
     cmd = [HOROVODRUN, "-np", str(job.processes), "-H", host_slots(placement)]

@@ -56,7 +56,7 @@ def kill_run_processes(node: DockerNode, run_id: str) -> None:
     script = (
         f"for e in /proc/[0-9]*/environ; do "
         f"if tr '\\0' '\\n' < \"$e\" 2>/dev/null | grep -qx 'RINGFLEET_RUN_ID={run_id}'; then "
-        f'p=${{e#/proc/}}; kill -KILL "${{p%/environ}}" 2>/dev/null; fi; done; true'
+        f"p=${{e#/proc/}}; kill -KILL \"${{p%/environ}}\" 2>/dev/null; fi; done; true"
     )
     if node.state() == "running":
         node.run(["/bin/sh", "-c", script], check=False)

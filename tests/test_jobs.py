@@ -17,6 +17,10 @@ BROKEN = REPO / "tests" / "data" / "jobs"
 ENTRY = {"script": "scripts/digits.py"}
 
 
+
+
+
+
 def job_from(tmp_path: Path, spec: ClusterSpec, **fields: object) -> Job:
     """A job file written from `fields`, loaded against `spec`."""
     doc = {"name": "probe", "entry": ENTRY, **fields}
@@ -158,50 +162,40 @@ def test_require_script_refuses_a_missing_script(tmp_path: Path, local: ClusterS
     ("env", "fields", "expected"),
     [
         pytest.param(
-            "local",
-            {"pool": "cpu", "processes": 4, "slots_per_node": 2},
-            [("rf-local-cpu-1", 2), ("rf-local-cpu-2", 2)],
-            id="local-4-at-2",
+            "local", {"pool": "cpu", "processes": 4, "slots_per_node": 2},
+            [("rf-local-cpu-1", 2), ("rf-local-cpu-2", 2)], id="local-4-at-2",
         ),
         pytest.param(
-            "local",
-            {"pool": "cpu", "processes": 5},
+            "local", {"pool": "cpu", "processes": 5},
             [("rf-local-cpu-1", 2), ("rf-local-cpu-2", 2), ("rf-local-cpu-3", 1)],
             id="local-5-fills-in-order",
         ),
         pytest.param(
-            "local",
-            {"pool": "cpu", "processes": 1},
-            [("rf-local-cpu-1", 1)],
-            id="local-1",
+            "local", {"pool": "cpu", "processes": 1}, [("rf-local-cpu-1", 1)], id="local-1",
         ),
         pytest.param(
-            "local",
-            {"pool": "cpu", "slots_per_node": 1},
+            "local", {"pool": "cpu", "slots_per_node": 1},
             [("rf-local-cpu-1", 1), ("rf-local-cpu-2", 1), ("rf-local-cpu-3", 1)],
             id="local-one-per-node",
         ),
         pytest.param(
-            "aws-dev",
-            {"pool": "cpu", "processes": 10},
+            "aws-dev", {"pool": "cpu", "processes": 10},
             [("rf-dev-cpu-1", 4), ("rf-dev-cpu-2", 4), ("rf-dev-cpu-3", 2)],
             id="aws-cpu-4-slots-per-node",
         ),
         pytest.param(
-            "aws-dev",
-            {"pool": "gpu", "processes": 8},
-            [("rf-dev-gpu-1", 4), ("rf-dev-gpu-2", 4)],
-            id="aws-gpu-one-rank-per-gpu",
+            "aws-dev", {"pool": "gpu", "processes": 8},
+            [("rf-dev-gpu-1", 4), ("rf-dev-gpu-2", 4)], id="aws-gpu-one-rank-per-gpu",
         ),
         pytest.param(
-            "onprem",
-            {"pool": "gpu", "processes": 12, "slots_per_node": 6},
-            [("gpu01", 6), ("gpu02", 6)],
-            id="onprem-static-hosts",
+            "onprem", {"pool": "gpu", "processes": 12, "slots_per_node": 6},
+            [("gpu01", 6), ("gpu02", 6)], id="onprem-static-hosts",
         ),
     ],
 )
-def test_place(tmp_path: Path, env: str, fields: dict, expected: list[tuple[str, int]]) -> None:
+def test_place(
+    tmp_path: Path, env: str, fields: dict, expected: list[tuple[str, int]]
+) -> None:
     spec = load_spec(env, REPO)
     assert place(spec, job_from(tmp_path, spec, **fields)) == expected
 

@@ -34,6 +34,9 @@ SCHEMA = REPO.parent / "shared" / "schemas" / "mpijob-v2beta1.schema.json"
 UPDATE_GOLDEN = os.environ.get("RINGFLEET_UPDATE_GOLDEN") == "1"
 
 
+
+
+
 def with_launcher(job: Job, launcher: str) -> Job:
     return job.model_copy(update={"launcher": launcher})
 
@@ -86,7 +89,9 @@ GOLDEN_CASES = [
 
 
 @pytest.mark.parametrize(("golden", "launcher", "fmt"), GOLDEN_CASES)
-def test_golden(request: pytest.FixtureRequest, golden: str, launcher: str, fmt: str) -> None:
+def test_golden(
+    request: pytest.FixtureRequest, golden: str, launcher: str, fmt: str
+) -> None:
     text = request.getfixturevalue(launcher).text(fmt)
     path = GOLDEN / golden
     if UPDATE_GOLDEN:
@@ -125,7 +130,9 @@ def schema() -> dict:
         pytest.param("local", {"pool": "cpu", "processes": 2, "tuning": False}, id="no-env"),
     ],
 )
-def test_mpijob_matches_the_schema(tmp_path: Path, schema: dict, env: str, fields: dict) -> None:
+def test_mpijob_matches_the_schema(
+    tmp_path: Path, schema: dict, env: str, fields: dict
+) -> None:
     import jsonschema
 
     manifest = yaml.safe_load(render(tmp_path, load_spec(env, REPO), **fields).mpijob)
@@ -408,13 +415,8 @@ def test_sbatch_for_a_cpu_job_asks_no_gpus(horovodrun: RenderedJob) -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [
-        (59, "00:00:59"),
-        (1200, "00:20:00"),
-        (3600, "01:00:00"),
-        (86400, "1-00:00:00"),
-        (93784, "1-02:03:04"),
-    ],
+    [(59, "00:00:59"), (1200, "00:20:00"), (3600, "01:00:00"), (86400, "1-00:00:00"),
+     (93784, "1-02:03:04")],
 )
 def test_slurm_time(seconds: int, text: str) -> None:
     assert slurm_time(seconds) == text

@@ -180,12 +180,8 @@ def test_pulumi_cli_value_wrapper_is_accepted(tmp_path: Path) -> None:
     text = (ROOT / "Pulumi.local.yaml").read_text()
     wrapped = text.replace("  ringfleet:cluster:\n", "  ringfleet:cluster:\n    value:\n", 1)
     body = wrapped.split("    value:\n", 1)
-    indented = (
-        body[0]
-        + "    value:\n"
-        + "".join(
-            "  " + line if line.strip() else line for line in body[1].splitlines(keepends=True)
-        )
+    indented = body[0] + "    value:\n" + "".join(
+        "  " + line if line.strip() else line for line in body[1].splitlines(keepends=True)
     )
     (tmp_path / "Pulumi.wrapped.yaml").write_text(indented)
     assert load_spec("wrapped", tmp_path).cluster.name == "rf-local"
