@@ -107,3 +107,8 @@ def test_a_long_python_lock_table_is_folded():
     pins = [rolediff.PinChange(lock, f"p{i}", "1", "2", True) for i in range(FOLD_ROWS + 1)]
     change = rolediff.RoleDiff("tensorflow", python_pins=pins)
     assert f"<details><summary>{FOLD_ROWS + 1} packages</summary>" in role_body(change, {})
+
+
+def test_a_playbook_change_is_grouped_outside_the_roles():
+    change = one({"playbooks/x.yml": b"- hosts: a\n"}, {"playbooks/x.yml": b"- hosts: b\n"})
+    assert (change.name, change.summary()) == (rolediff.PLAYBOOKS, "1 file")
