@@ -17,7 +17,6 @@ import inspect
 import io
 import json
 import os
-import re
 import subprocess
 import sys
 import tarfile
@@ -27,11 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ringfleet import graph
+from ringfleet import graph, rolediff, rolereport
 from ringfleet.errors import RingfleetError
-from ringfleet.inventory import pool_group
+from ringfleet.markdown import code, fenced, table
+from ringfleet.siteroles import named_roles, pool_role_hosts, site_plays
 from ringfleet.spec import ENV_PATTERN, known_envs
 
 # The first line of every report: the workflow finds its previous PR comment by it.
@@ -39,8 +37,6 @@ MARKER = "<!-- ringfleet-preview -->"
 LOCKFILE = "ringfleet.lock"
 JOB_FORMATS = ("hostfile", "script")
 RECORD_TIMEOUT = 600
-# Longer input values (user data, scripts) are cut in the tables; the diff is in the code.
-MAX_VALUE = 160
 NONE = "—"
 
 
@@ -154,6 +150,14 @@ def _record(root: str, envs: list[str]) -> dict:
                 }
             except Exception as exc:
                 entry["software_error"] = problem(exc)
+            if spec.cluster.provider == "docker":
+                try:
+                    from ringfleet.images import node_image_tag
+
+                    pools = spec.pools.items()
+                    entry["images"] = {n: node_image_tag(spec, p, base) for n, p in pools}
+                except Exception as exc:
+                    entry["image_error"] = problem(exc)
             try:
                 from ringfleet.inventory import render_inventory
 
@@ -234,136 +238,11 @@ class Revision:
         return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
-# --- roles per pool, from site.yml and the inventory ------------------------------
-
-
-def site_plays(root: Path) -> list[tuple[str, list[str]]] | None:
-    """(hosts pattern, roles) of each play site.yml runs, imports followed; None without it."""
-    site = root / "site.yml"
-    if not site.is_file():
-        return None
-    plays: list[tuple[str, list[str]]] = []
-    _collect_plays(site, plays, set())
-    return plays
-
-
-def _collect_plays(path: Path, plays: list[tuple[str, list[str]]], seen: set[Path]) -> None:
-    if path in seen or not path.is_file():
-        return
-    seen.add(path)
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError:
-        return
-    for entry in doc if isinstance(doc, list) else []:
-        if not isinstance(entry, dict):
-            continue
-        target = entry.get("ansible.builtin.import_playbook") or entry.get("import_playbook")
-        if isinstance(target, str):
-            _collect_plays(path.parent / target, plays, seen)
-        elif "hosts" in entry:
-            roles = [
-                r if isinstance(r, str) else (r or {}).get("role") for r in entry.get("roles") or []
-            ]
-            plays.append((str(entry["hosts"]), [r for r in roles if isinstance(r, str)]))
-
-
-def pattern_matches(pattern: str, names: set[str]) -> bool:
-    """Ansible host patterns: `a:b` or `a,b` (union), `&a` (and), `!a` (not), `all`."""
-    terms = [t.strip() for t in re.split(r"[,:]", pattern) if t.strip()]
-
-    def has(term: str) -> bool:
-        return term in ("all", "*") or term in names
-
-    plain = [t for t in terms if t[0] not in "&!"]
-    return (
-        any(has(t) for t in plain)
-        and all(has(t[1:]) for t in terms if t.startswith("&"))
-        and not any(has(t[1:]) for t in terms if t.startswith("!"))
-    )
-
-
-def pool_roles(
-    inventory: dict[str, Any], plays: list[tuple[str, list[str]]], pools: list[str]
-) -> dict[str, list[str]]:
-    """The roles site.yml applies to each pool; `name (on host)` when only some hosts get it."""
-    groups = inventory.get("all", {}).get("children") or {}
-    parents: dict[str, set[str]] = defaultdict(set)
-    direct: dict[str, set[str]] = defaultdict(set)
-    hosts_of: dict[str, list[str]] = defaultdict(list)
-    for name, group in groups.items():
-        for child in (group or {}).get("children") or {}:
-            parents[child].add(name)
-        for host, hostvars in ((group or {}).get("hosts") or {}).items():
-            direct[host].add(name)
-            pool = (hostvars or {}).get("ringfleet_pool")
-            if pool and host not in hosts_of[pool]:
-                hosts_of[pool].append(host)
-
-    def lineage(start: set[str]) -> set[str]:
-        seen, todo = set(start), list(start)
-        while todo:
-            for up in parents[todo.pop()]:
-                if up not in seen:
-                    seen.add(up)
-                    todo.append(up)
-        return seen | {"all"}
-
-    result = {}
-    for pool in pools:
-        whole = lineage({pool_group(pool)})
-        applied: dict[str, list[str] | None] = {}
-        for pattern, roles in plays:
-            if pattern_matches(pattern, whole):
-                hosts = None
-            else:
-                hosts = [
-                    h for h in hosts_of[pool] if pattern_matches(pattern, lineage(direct[h]) | {h})
-                ]
-                if not hosts:
-                    continue
-            for role in roles:
-                before = applied.get(role, [])
-                if hosts is None or before is None:
-                    applied[role] = None
-                else:
-                    applied[role] = before + [h for h in hosts if h not in before]
-        result[pool] = [
-            role if hosts is None else f"{role} (on {', '.join(hosts)})"
-            for role, hosts in applied.items()
-        ]
-    return result
-
-
 # --- Markdown -------------------------------------------------------------------
-
-
-def code(value: Any) -> str:
-    """An inline code span, safe inside a table cell."""
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-    if len(text) > MAX_VALUE:
-        text = text[: MAX_VALUE - 1] + "…"
-    text = text.replace("\n", "\\n").replace("|", "\\|")
-    ticks = "``" if "`" in text else "`"
-    pad = " " if ticks == "``" else ""
-    return f"{ticks}{pad}{text}{pad}{ticks}"
 
 
 def value(v: Any) -> str:
     return NONE if v is graph.MISSING else code(v)
-
-
-def fenced(text: str, lang: str = "") -> str:
-    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
-    fence = "`" * max(3, longest + 1)
-    body = text if text.endswith("\n") else text + "\n"
-    return f"{fence}{lang}\n{body}{fence}"
-
-
-def table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
 
 
 def unified(base: str | None, head: str | None, name: str) -> str:
@@ -524,6 +403,14 @@ def _pools(entry: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _roles(rev: Revision, env: str) -> tuple[dict[str, list[str]] | None, str]:
     """Roles per pool, or None and why not."""
+    hosts, why = _role_hosts(rev, env)
+    if hosts is None:
+        return None, why
+    return named_roles(hosts), ""
+
+
+def _role_hosts(rev: Revision, env: str) -> tuple[dict | None, str]:
+    """Per pool, the roles and their hosts (`pool_role_hosts`), or None and why not."""
     entry = rev.env(env)
     if entry.get("missing"):
         return {}, ""
@@ -534,10 +421,36 @@ def _roles(rev: Revision, env: str) -> tuple[dict[str, list[str]] | None, str]:
         return None, f"no `site.yml` in {rev.side}"
     if "inventory" not in entry:
         return None, f"no inventory in {rev.side} ({code(entry.get('inventory_error', ''))})"
-    return pool_roles(entry["inventory"], plays, list(_pools(entry))), ""
+    return pool_role_hosts(entry["inventory"], plays, list(_pools(entry))), ""
 
 
-def software(env: str, base: Revision, head: Revision, found: Findings) -> list[str]:
+@dataclass
+class RoleChanges:
+    """The role diff of the two revisions and where each role is applied (head, else base)."""
+
+    changes: list[rolediff.RoleDiff]
+    envs: dict[str, dict | None]
+    pulled: dict[str, set[str]]
+    software: dict[str, dict[str, dict]]
+    """env -> pool -> software matrix (which Python lock a pool installs)."""
+
+    @classmethod
+    def of(cls, base: Revision, head: Revision, envs: list[str]) -> RoleChanges:
+        old, new = rolediff.node_files(base.root), rolediff.node_files(head.root)
+        pulled = rolediff.role_includes(old)
+        for role, names in rolediff.role_includes(new).items():
+            pulled[role] = pulled.get(role, set()) | names
+        where, software = {}, {}
+        for env in envs:
+            rev = base if head.env(env).get("missing") else head
+            where[env] = _role_hosts(rev, env)[0]
+            software[env] = {p: v["software"] for p, v in _pools(rev.env(env)).items()}
+        return cls(rolediff.diff_trees(old, new), where, pulled, software)
+
+
+def software(
+    env: str, base: Revision, head: Revision, found: Findings, roles: RoleChanges | None = None
+) -> list[str]:
     old, new = base.env(env), head.env(env)
     problems = [
         f"{rev.side}: {code(entry.get('spec_error') or entry.get('software_error'))}"
@@ -570,13 +483,19 @@ def software(env: str, base: Revision, head: Revision, found: Findings) -> list[
             changed.append(pool)
             rows += pool_rows
     unchanged = [p for p in order if p not in changed and p in new_pools]
-    body = table(["pool", "item", "base", "head"], rows) if rows else ["No changes."]
+    role_lines, parts, images = [], [], []
+    if roles is not None:
+        role_lines, parts = rolereport.env_roles(env, roles.changes, roles.envs, roles.pulled)
+        images = rolereport.image_lines(old.get("images") or {}, new.get("images") or {})
+    quiet = "No changes to the software matrix." if role_lines or images else "No changes."
+    body = table(["pool", "item", "base", "head"], rows) if rows else [quiet]
     lines += [""] * bool(lines) + body
     if rows and unchanged:
         lines += ["", "Unchanged: " + ", ".join(code(p) for p in unchanged) + "."]
-    found.summary[env]["software"] = (
-        ", ".join(f"`{p}` {_pool_word(p, old_pools, new_pools)}" for p in changed) or "no changes"
-    )
+    lines += [""] * bool(role_lines) + role_lines + [""] * bool(images) + images
+    moved = [", ".join(f"`{p}` {_pool_word(p, old_pools, new_pools)}" for p in changed)]
+    moved += parts + ["node image rebaked"] * bool(images)
+    found.summary[env]["software"] = "; ".join(m for m in moved if m) or "no changes"
     if new_pools:
         lines += ["", *_effective(new_pools, new_roles)]
     lines += ["", *_lockfile(env, base, head)]
@@ -734,14 +653,16 @@ INFRA_LIVE_NOTE = (
 def render_report(base: Revision, head: Revision, envs: list[str], live: bool = False) -> Report:
     """The Markdown report of every env, with what decides the exit code."""
     found = Findings()
-    infra, soft, job_lines = [], [], []
+    roles = RoleChanges.of(base, head, envs)
+    infra, job_lines = [], []
+    soft = ["", "### Roles", "", *rolereport.roles_section(roles)]
     for env in envs:
         if live:
             body = live_infrastructure(env, head.root, found)
         else:
             body = offline_infrastructure(env, base, head, found)
         infra += ["", f"### `{env}`", "", *body]
-        soft += ["", f"### `{env}`", "", *software(env, base, head, found)]
+        soft += ["", f"### `{env}`", "", *software(env, base, head, found, roles)]
         job_lines += ["", f"### `{env}`", "", *jobs(env, base, head, found)]
     lines = [
         MARKER,

@@ -15,16 +15,19 @@ Each revision runs its own copy of ringfleet and stacks, as `ringfleet preview` 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ringfleet import graph
 from ringfleet.errors import RingfleetError
-from ringfleet.preview import MARKER, live_flags, pattern_matches, pool_roles, preview
+from ringfleet.preview import MARKER, live_flags, preview
+from ringfleet.siteroles import pattern_matches, pool_roles
 from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,8 +190,14 @@ def test_every_env_of_either_revision_has_a_subsection(report, part):
     lines = report.text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("## ") and part in line)
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    envs = [line for line in lines[start:end] if line.startswith("### ")]
+    envs = [line for line in lines[start:end] if line.startswith("### ") and "`" in line]
     assert envs == ["### `aws-dev`", "### `local`", "### `onprem`"]
+
+
+def test_node_software_starts_with_the_roles_of_every_env(report):
+    lines = report.text.splitlines()
+    start = lines.index("## 2. Node software")
+    assert next(line for line in lines[start + 1 :] if line.startswith("### ")) == "### Roles"
 
 
 def test_summary_row_of_aws_dev(report):
@@ -590,3 +599,387 @@ def test_live_replacement_steps_of_one_resource_are_one_flag():
 
 def test_live_replacement_of_a_plain_instance_is_not_flagged():
     assert live_flags([step_event(1, "replace", INSTANCE, "rf-dev-cpu-1", protect=False)]) == []
+
+
+# --- 2. node software: what changed in the roles ----------------------------------------
+#
+# A second repository with the real roles, playbooks and site.yml. The head changes
+# one thing of each kind in a different role, so each must show under its own role:
+
+NODE_INPUTS = ["roles", "playbooks", "site.yml", "ansible.cfg"]
+RENAMED_TASK = "Ensure the default locale file is written."
+ADDED_TASK = "Ensure the message of the day names the cluster."
+MOTD_TASK = f"""
+- name: {ADDED_TASK}
+  ansible.builtin.copy:
+    dest: /etc/motd
+    content: "ringfleet node\\n"
+    owner: root
+    group: root
+    mode: "0644"
+"""
+# What a role change may carry that Markdown would read as markup.
+HOSTILE_VALUE = "tick` two`` three``` <!-- open </details> pipe|end\nsecond line"
+HOSTILE_TASK = "Ensure `x` | <!-- y --> </details> is ``` fine."
+HOSTILE_NOTES = "notes.j2"
+HOSTILE_FILE = "a<!--b<summary>&<details>.txt"
+HOSTILE_TEMPLATE_LINES = "</details>\n```\n<!--\n## not a heading\n| a | b |\n"
+BTL_OLD = "openmpi_btl: self,vader,tcp"
+BTL_NEW = "openmpi_btl: self,tcp"
+ABSL_OLD = "absl-py==2.5.1"
+ABSL_NEW = "absl-py==2.5.2"
+ABSL_HASH_OLD = "286e71c82c1a38e75bbcf185f9b37d0305ad7786535107cb49bf4df9ff2e1f95"
+ASTUNPARSE_HASH_OLD = "5ad93a8456f0d084c3456d059fd9a92cce667963232cbf763eac3bc5b7940872"
+
+
+def make_kinds_head(repo: Path) -> None:
+    roles = repo / "roles"
+    tasks = roles / "common/tasks/main.yml"
+    edit(tasks, "- name: Ensure the default locale is set.", f"- name: {RENAMED_TASK}")
+    tasks.write_text(tasks.read_text(encoding="utf-8") + MOTD_TASK, encoding="utf-8")
+    edit(
+        roles / "ssh_mesh/templates/sshd_config.conf.j2",
+        "PasswordAuthentication no\n",
+        "PasswordAuthentication no\nMaxStartups 100:30:200\n",
+    )
+    edit(roles / "nfs_server/vars/bookworm.yml", 'nfs-ganesha: "4.3-2"', 'nfs-ganesha: "4.3-3"')
+    lock = roles / "tensorflow/files/requirements-tf2.15-cpu.txt"
+    edit(lock, ABSL_OLD, ABSL_NEW)
+    edit(lock, ABSL_HASH_OLD, "0" * 64)
+    edit(lock, ASTUNPARSE_HASH_OLD, "1" * 64)
+    mkl = roles / "mkl"
+    append(mkl / "defaults/main.yml", yaml.safe_dump({"mkl_hostile": HOSTILE_VALUE}, width=1000))
+    append(
+        mkl / "tasks/main.yml",
+        yaml.safe_dump([{"name": HOSTILE_TASK, "ansible.builtin.debug": {"msg": "x"}}]),
+    )
+    append(mkl / "templates/ringfleet-threads.sh.j2", HOSTILE_TEMPLATE_LINES)
+    # Context lines (a leading space) could close a fence or open HTML; `+` lines cannot.
+    notes = mkl / "templates" / HOSTILE_NOTES
+    notes.write_text("one more line\n" + notes.read_text(encoding="utf-8"), encoding="utf-8")
+    (mkl / "files" / HOSTILE_FILE).parent.mkdir(exist_ok=True)
+    (mkl / "files" / HOSTILE_FILE).write_text("x\n", encoding="utf-8")
+
+
+def append(path: Path, text: str) -> None:
+    path.write_text(path.read_text(encoding="utf-8") + text, encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def node_base(tmp_path_factory) -> Path:
+    """The project with its real roles, playbooks and site.yml, committed once."""
+    path = tmp_path_factory.mktemp("preview-roles-base")
+    copy_project(path)
+    shutil.rmtree(path / "playbooks")
+    for name in NODE_INPUTS:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, path / name)
+    (path / "roles/mkl/templates" / HOSTILE_NOTES).write_text(
+        HOSTILE_TEMPLATE_LINES, encoding="utf-8"
+    )
+    git(path, "init", "-q")
+    git(path, "add", ".")
+    git(path, "commit", "-q", "-m", "base")
+    return path
+
+
+def scenario(node_base: Path, dest: Path, change) -> Path:
+    """A copy of `node_base` whose head commit is `change(repo)`."""
+    shutil.copytree(node_base, dest)
+    change(dest)
+    git(dest, "add", ".")
+    git(dest, "commit", "-q", "-m", "head")
+    return dest
+
+
+@pytest.fixture(scope="module")
+def btl_repo(node_base, tmp_path_factory) -> Path:
+    """The issue's example: only the MPI transports of every node change."""
+
+    def change(repo: Path) -> None:
+        edit(repo / "roles/openmpi/defaults/main.yml", BTL_OLD, BTL_NEW)
+
+    return scenario(node_base, tmp_path_factory.mktemp("btl") / "repo", change)
+
+
+@pytest.fixture(scope="module")
+def btl_report(btl_repo):
+    return preview(btl_repo, "HEAD~1", [])
+
+
+@pytest.fixture(scope="module")
+def kinds_report(node_base, tmp_path_factory):
+    repo = scenario(node_base, tmp_path_factory.mktemp("kinds") / "repo", make_kinds_head)
+    return preview(repo, "HEAD~1", [])
+
+
+@pytest.fixture(scope="module")
+def readme_report(node_base, tmp_path_factory):
+    def change(repo: Path) -> None:
+        append(repo / "roles/horovod/README.md", "\nA line of documentation only.\n")
+
+    return preview(
+        scenario(node_base, tmp_path_factory.mktemp("readme") / "repo", change), "HEAD~1", []
+    )
+
+
+def roles_part(text: str) -> list[str]:
+    """The lines of `### Roles` under `## 2. Node software`."""
+    lines = text.splitlines()
+    begin = lines.index("### Roles", lines.index("## 2. Node software")) + 1
+    end = next(i for i in range(begin, len(lines)) if lines[i].startswith(("## ", "### ")))
+    return lines[begin:end]
+
+
+def role_block(text: str, role: str) -> list[str]:
+    """The lines under `#### `role`: ...` in the Roles part, up to the next role."""
+    lines = roles_part(text)
+    begin = next(i for i, line in enumerate(lines) if line.startswith(f"#### `{role}`"))
+    end = next(
+        (i for i in range(begin + 1, len(lines)) if lines[i].startswith("#### ")), len(lines)
+    )
+    return lines[begin:end]
+
+
+def summary_cell(text: str, env: str) -> str:
+    """The node-software cell of `env`'s row in the summary table."""
+    row = next(line for line in text.splitlines() if line.startswith(f"| `{env}` |"))
+    return row.split(" | ")[2]
+
+
+def image_tags(repo: Path, rev: str, env: str) -> dict[str, str]:
+    """Each pool's node image tag, from the revision's files (HEAD: the working tree)."""
+    from ringfleet.images import node_image_tag
+    from ringfleet.preview import export_revision, resolve_base
+    from ringfleet.spec import load_spec
+
+    root = repo
+    if rev != "HEAD":
+        root = repo.parent / f"export-{rev.replace('~', '-')}"
+        if not root.exists():
+            root.mkdir()
+            export_revision(repo, resolve_base(repo, rev), root)
+    spec = load_spec(env, root)
+    return {name: node_image_tag(spec, pool, root) for name, pool in spec.pools.items()}
+
+
+# The issue's "done when": openmpi_btl from self,vader,tcp to self,tcp.
+
+
+def test_btl_change_names_the_role_and_what_it_changes(btl_report):
+    assert role_block(btl_report.text, "openmpi")[:1] == ["#### `openmpi`: 1 variable"]
+
+
+def test_btl_change_is_the_variable_base_to_head(btl_report):
+    assert "- `openmpi_btl` (`defaults/main.yml`): `self,vader,tcp` -> `self,tcp`" in role_block(
+        btl_report.text, "openmpi"
+    )
+
+
+def test_btl_change_reaches_every_pool_of_every_env(btl_report):
+    assert (
+        "Reaches: `aws-dev`: `cpu`, `gpu`; `local`: `cpu`, `gpu`; `onprem`: `gpu`."
+        in role_block(btl_report.text, "openmpi")
+    )
+
+
+def test_btl_change_is_the_only_role_change(btl_report):
+    assert [line for line in roles_part(btl_report.text) if line.startswith("#### ")] == [
+        "#### `openmpi`: 1 variable"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("env", "cell"),
+    [
+        ("aws-dev", "openmpi: 1 variable"),
+        ("local", "openmpi: 1 variable; node image rebaked"),
+        ("onprem", "openmpi: 1 variable"),
+    ],
+)
+def test_btl_change_is_in_the_summary_row(btl_report, env, cell):
+    assert summary_cell(btl_report.text, env) == cell
+
+
+def test_btl_change_lists_the_pools_it_reaches_per_env(btl_report):
+    assert "- `openmpi` on `cpu`, `gpu`: 1 variable" in section(
+        btl_report.text, "Node software", "local"
+    )
+
+
+@pytest.mark.parametrize("pool", ["cpu", "gpu"])
+def test_btl_change_shows_the_image_tag_before_and_after(btl_repo, btl_report, pool):
+    old, new = (
+        image_tags(btl_repo, "HEAD~1", "local")[pool],
+        image_tags(btl_repo, "HEAD", "local")[pool],
+    )
+    assert old != new
+    assert f"| `{pool}` | `{old}` | `{new}` |" in section(btl_report.text, "Node software", "local")
+
+
+def test_btl_image_tag_is_the_one_the_containers_are_replaced_for(btl_repo, btl_report):
+    new = image_tags(btl_repo, "HEAD", "local")["cpu"]
+    rows = [
+        line
+        for line in section(btl_report.text, "Infrastructure", "local")
+        if "| `image` |" in line
+    ]
+    assert rows and all(line.split(" | ")[3] == f"`{new}`" for line in rows)
+
+
+# One change of each kind, each in its own role.
+
+
+def test_task_changes_are_counted_per_role(kinds_report):
+    assert role_block(kinds_report.text, "common")[0] == "#### `common`: 2 tasks"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        f"- renamed (`tasks/main.yml`): `Ensure the default locale is set.` -> `{RENAMED_TASK}`",
+        f"- added (`tasks/main.yml`): `{ADDED_TASK}`",
+    ],
+)
+def test_tasks_are_listed_by_name(kinds_report, line):
+    assert line in role_block(kinds_report.text, "common")
+
+
+def test_summary_row_says_what_moved_per_role(kinds_report):
+    assert summary_cell(kinds_report.text, "aws-dev") == (
+        "common: 2 tasks; mkl: 1 variable, 1 task, 2 templates, 1 file; ssh_mesh: 1 template; "
+        "tensorflow: 2 Python pins"
+    )
+
+
+def test_template_change_is_a_folded_diff(kinds_report):
+    lines = role_block(kinds_report.text, "ssh_mesh")
+    at = lines.index("<details><summary>template templates/sshd_config.conf.j2: changed</summary>")
+    assert "+MaxStartups 100:30:200" in lines[at : lines.index("</details>", at)]
+
+
+def test_template_change_reaches_every_pool(kinds_report):
+    assert (
+        "Reaches: `aws-dev`: `cpu`, `gpu`; `local`: `cpu`, `gpu`; `onprem`: `gpu`."
+        in role_block(kinds_report.text, "ssh_mesh")
+    )
+
+
+def test_debian_pin_change_is_package_base_head(kinds_report):
+    assert "| `nfs-ganesha` | `4.3-2` | `4.3-3` |" in role_block(kinds_report.text, "nfs_server")
+
+
+def test_debian_pin_change_reaches_only_the_nfs_server_host(kinds_report):
+    assert "Reaches: `onprem`: `gpu` (on `gpu01`)." in role_block(kinds_report.text, "nfs_server")
+
+
+@pytest.mark.parametrize(
+    ("env", "listed"), [("onprem", True), ("local", False), ("aws-dev", False)]
+)
+def test_debian_pin_change_is_listed_only_on_its_env(kinds_report, env, listed):
+    lines = section(kinds_report.text, "Node software", env)
+    assert ("- `nfs_server` on `gpu` (on `gpu01`): 1 Debian pin" in lines) is listed
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        "| `absl-py` | `2.5.1` | `2.5.2` | changed |",
+        "| `astunparse` | `1.6.3` | `1.6.3` | changed |",
+    ],
+)
+def test_python_lock_change_is_package_version_and_hash(kinds_report, row):
+    assert row in role_block(kinds_report.text, "tensorflow")
+
+
+def test_python_lock_change_names_the_pools_that_install_the_lock(kinds_report):
+    assert "Installed on: `aws-dev`: `cpu`; `local`: `cpu`." in role_block(
+        kinds_report.text, "tensorflow"
+    )
+
+
+# Hostile values: what a role may hold must stay inside its code span or fence.
+
+ALLOWED_HTML = re.compile(
+    r"^(<!-- ringfleet-preview -->|<details><summary>[^<]*</summary>|</details>)\n?$"
+)
+
+
+@pytest.fixture(scope="module")
+def kinds_tokens(kinds_report):
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark").enable("table").parse(kinds_report.text)
+
+
+def inline_children(tokens):
+    return [child for t in tokens if t.type == "inline" for child in t.children or []]
+
+
+def test_hostile_values_make_no_html(kinds_tokens):
+    html = [t.content for t in kinds_tokens if t.type == "html_block"]
+    html += [t.content for t in inline_children(kinds_tokens) if t.type == "html_inline"]
+    assert [h for h in html if not ALLOWED_HTML.match(h)] == []
+
+
+def test_every_details_block_closes(kinds_tokens):
+    html = [t.content.strip() for t in kinds_tokens if t.type == "html_block"]
+    assert sum(h.startswith("<details>") for h in html) == html.count("</details>") > 0
+
+
+def test_hostile_value_is_one_code_span(kinds_tokens):
+    spans = [t.content for t in inline_children(kinds_tokens) if t.type == "code_inline"]
+    assert HOSTILE_VALUE.replace("\n", "\\n") in spans
+
+
+def test_hostile_task_name_is_one_code_span(kinds_tokens):
+    spans = [t.content for t in inline_children(kinds_tokens) if t.type == "code_inline"]
+    assert HOSTILE_TASK in spans
+
+
+def test_hostile_template_stays_in_its_fence(kinds_tokens):
+    fences = [t.content for t in kinds_tokens if t.type == "fence"]
+    assert any("+</details>\n+```\n+<!--\n+## not a heading\n" in f for f in fences)
+
+
+def test_hostile_context_lines_stay_in_their_fence(kinds_tokens):
+    fences = [t.content for t in kinds_tokens if t.type == "fence"]
+    assert any("+one more line\n </details>\n ```\n <!--\n" in f for f in fences)
+
+
+def test_hostile_file_name_is_text_in_its_summary(kinds_tokens):
+    html = [t.content for t in kinds_tokens if t.type == "html_block"]
+    assert any("a&lt;!--b&lt;summary&gt;&amp;&lt;details&gt;.txt" in h for h in html)
+
+
+def test_hostile_template_makes_no_heading(kinds_tokens):
+    headings = [
+        kinds_tokens[i + 1].content for i, t in enumerate(kinds_tokens) if t.type == "heading_open"
+    ]
+    assert "not a heading" not in headings
+
+
+# A README is documentation: it cannot reach a node.
+
+
+def test_readme_only_change_has_no_role_change(readme_report):
+    assert "No changes that reach a node." in roles_part(readme_report.text)
+
+
+def test_readme_only_change_is_listed_as_not_reaching_nodes(readme_report):
+    assert (
+        "Changed but cannot reach a node (the rule of `ringfleet/nodefiles.py`), so not counted: "
+        "`roles/horovod/README.md`."
+    ) in roles_part(readme_report.text)
+
+
+@pytest.mark.parametrize("env", ["aws-dev", "onprem"])
+def test_readme_only_change_is_no_node_software_change(readme_report, env):
+    assert summary_cell(readme_report.text, env) == "no changes"
+
+
+def test_readme_only_change_names_no_role_on_the_local_env(readme_report):
+    assert "horovod" not in summary_cell(readme_report.text, "local")
