@@ -273,7 +273,9 @@ def render(
     fmt: Annotated[
         str,
         typer.Option(
-            "--format", help="hostfile, script, sbatch or mpijob; default: hostfile+script"
+            "--format",
+            help="hostfile, script, sbatch, mpijob, or wrapper (the per-rank wrapper); "
+            "default: hostfile+script",
         ),
     ] = "",
 ) -> None:

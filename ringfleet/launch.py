@@ -13,6 +13,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
 
+from ringfleet import rankexec
 from ringfleet.errors import RingfleetError
 from ringfleet.jobs import Job, place
 from ringfleet.safetext import comment
@@ -41,19 +42,21 @@ TAG_OUTPUT_ARGS = ["--tag-output"]
 # transport and drops the rank tags; with it, horovodrun runs the mpirun line shown beside it.
 HOROVOD_MPI_ARGS = ["--mpi"]
 
-# Thread tuning for CPU ranks. Several ranks share a node, and OpenMP, MKL and TensorFlow
-# each size their pools to every core of it, which oversubscribes the node ranks-fold.
-# OMP_NUM_THREADS and TF_NUM_INTRAOP_THREADS get the cores of one rank (threads_per_rank).
-THREAD_COUNT_VARS = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
-# Intel OpenMP: pin threads to neighbouring cores so a rank's threads share caches and stay
-# off the cores of the other ranks.
-KMP_AFFINITY = "granularity=fine,compact,1,0"
+# Thread tuning for CPU ranks. Several ranks may share a node, and OpenMP, MKL and
+# TensorFlow each size their pools to every core of it, which oversubscribes the node
+# ranks-fold; one rank alone on a node with one thread would leave its other cores idle.
+# So the thread counts are not rendered: each rank's wrapper (ringfleet/rankexec.py) sets
+# them to max(threads_per_rank, node cores // ranks on the node), from its own node, unless
+# the job sets them. The render only passes the pool's floor.
+THREADS_PER_RANK_VAR = rankexec.THREADS_PER_RANK_VAR
 # Intel OpenMP: spin 1 ms, not 200 ms, after a parallel region, so idle threads hand the
 # cores back to Horovod's allreduce between ops.
 KMP_BLOCKTIME = "1"
-# TensorFlow: one op at a time per rank; running ops side by side only competes for the
-# same few cores, and data parallelism already comes from the ranks.
-TF_NUM_INTEROP_THREADS = "1"
+# KMP_AFFINITY pinning is left to the job (see rankexec.py): unmeasured in CPU-quota containers.
+# Where the wrapper is on the nodes when a launch is rendered by hand: the job's workdir.
+# `ringfleet run` copies it into each run's directory and passes that path instead.
+WRAPPER_NAME = "rankexec.py"
+WRAPPER_SOURCE = Path(rankexec.__file__)
 # GPU ranks: NCCL otherwise picks its own socket interface, often docker0 or an unrouted one.
 NCCL_SOCKET_IFNAME = "NCCL_SOCKET_IFNAME"
 # Pools whose profile has tf_keras (TF >= 2.16): tf.keras must be it (Keras 2), not Keras 3,
@@ -71,7 +74,7 @@ MPIJOB_IMAGE = "registry.invalid/ringfleet/horovod:set-me"
 MPIJOB_SHARED_CLAIM = "ringfleet-shared"
 GPU_RESOURCE = "nvidia.com/gpu"
 
-RENDER_FORMATS = ("script", "hostfile", "sbatch", "mpijob")
+RENDER_FORMATS = ("script", "hostfile", "sbatch", "mpijob", "wrapper")
 TEMPLATES = {
     "hostfile": "hostfile.j2",
     "script": "launch.sh.j2",
@@ -99,6 +102,9 @@ class RenderedJob:
     """For horovodrun jobs, the mpirun line it amounts to; None for mpirun jobs."""
     sbatch: str
     mpijob: str
+    wrapper: str
+    """The per-rank wrapper's source, which must be at `wrapper_path` on the nodes."""
+    wrapper_path: str
 
     def text(self, fmt: str) -> str:
         """One of RENDER_FORMATS, for `ringfleet render --format`."""
@@ -107,14 +113,11 @@ class RenderedJob:
         return getattr(self, fmt)
 
 
-def tuning_env(threads: int) -> dict[str, str]:
-    """Thread settings for CPU ranks that own `threads` cores each."""
+def tuning_env(threads_per_rank: int) -> dict[str, str]:
+    """Thread settings for CPU ranks; the wrapper turns the floor into thread counts."""
     return {
-        "OMP_NUM_THREADS": str(threads),
-        "KMP_AFFINITY": KMP_AFFINITY,
+        THREADS_PER_RANK_VAR: str(threads_per_rank),
         "KMP_BLOCKTIME": KMP_BLOCKTIME,
-        "TF_NUM_INTRAOP_THREADS": str(threads),
-        "TF_NUM_INTEROP_THREADS": TF_NUM_INTEROP_THREADS,
     }
 
 
@@ -154,9 +157,15 @@ def export_args(env: dict[str, str]) -> list[str]:
     return [arg for name in env for arg in ("-x", name)]
 
 
-def rank_command(job: Job) -> list[str]:
-    """What every rank runs: the node venv's python on the script copied to the workdir."""
-    return [NODE_PYTHON, job.remote_script, *job.args]
+def default_wrapper(job: Job) -> str:
+    """Where a hand launch finds the per-rank wrapper: the job's workdir."""
+    return f"{job.workdir.rstrip('/')}/{WRAPPER_NAME}"
+
+
+def rank_command(job: Job, wrapper: str) -> list[str]:
+    """What every rank runs: the node venv's python on the script copied to the workdir,
+    through the per-rank wrapper, which sets the rank's environment and execs it."""
+    return [NODE_PYTHON, wrapper, NODE_PYTHON, job.remote_script, *job.args]
 
 
 def host_slots(placement: list[tuple[str, int]]) -> str:
@@ -165,7 +174,7 @@ def host_slots(placement: list[tuple[str, int]]) -> str:
 
 
 def horovodrun_command(
-    spec: ClusterSpec, job: Job, placement: list[tuple[str, int]]
+    spec: ClusterSpec, job: Job, placement: list[tuple[str, int]], wrapper: str
 ) -> list[str]:
     """The horovodrun argv: hosts and slots inline, so it needs no hostfile."""
     port = spec.cluster.ssh.port
@@ -176,36 +185,36 @@ def horovodrun_command(
         cmd += ["--network-interface", job.interface]
     if port != DEFAULT_SSH_PORT:
         cmd += ["--ssh-port", str(port)]
-    return [*cmd, *HOROVOD_MPI_ARGS, *rank_command(job)]
+    return [*cmd, *HOROVOD_MPI_ARGS, *rank_command(job, wrapper)]
 
 
 def mpirun_command(
-    spec: ClusterSpec, job: Job, env: dict[str, str], hostfile: str = HOSTFILE
+    spec: ClusterSpec, job: Job, env: dict[str, str], wrapper: str, hostfile: str = HOSTFILE
 ) -> list[str]:
     """The mpirun argv, reading `hostfile`; also what a horovodrun job amounts to."""
     return [
         MPIRUN, "-np", str(job.processes), "--hostfile", hostfile,
         *NO_BINDING_ARGS, *TCP_ONLY_ARGS, *interface_args(job.interface),
         *export_args(env), *TAG_OUTPUT_ARGS, *ssh_port_args(spec.cluster.ssh.port),
-        *rank_command(job),
+        *rank_command(job, wrapper),
     ]  # fmt: skip
 
 
-def slurm_command(job: Job, env: dict[str, str]) -> list[str]:
+def slurm_command(job: Job, env: dict[str, str], wrapper: str) -> list[str]:
     """mpirun inside the allocation: OpenMPI reads the hosts from Slurm and starts via srun."""
     return [
         MPIRUN, "-np", str(job.processes),
         *NO_BINDING_ARGS, *TCP_ONLY_ARGS, *interface_args(job.interface),
-        *export_args(env), *TAG_OUTPUT_ARGS, *rank_command(job),
+        *export_args(env), *TAG_OUTPUT_ARGS, *rank_command(job, wrapper),
     ]  # fmt: skip
 
 
-def mpijob_command(job: Job, env: dict[str, str]) -> list[str]:
+def mpijob_command(job: Job, env: dict[str, str], wrapper: str) -> list[str]:
     """Pods have one interface and the operator sets up ssh, so those flags are left out."""
     return [
         MPIRUN, "-np", str(job.processes),
         *NO_BINDING_ARGS, *TCP_ONLY_ARGS, *export_args(env), *TAG_OUTPUT_ARGS,
-        *rank_command(job),
+        *rank_command(job, wrapper),
     ]  # fmt: skip
 
 
@@ -246,18 +255,28 @@ def _render(env: Environment, fmt: str, context: dict) -> str:
 
 
 def render_job(
-    spec: ClusterSpec, job: Job, root: Path | None = None, hostfile: str = HOSTFILE
+    spec: ClusterSpec,
+    job: Job,
+    root: Path | None = None,
+    hostfile: str = HOSTFILE,
+    wrapper: str | None = None,
 ) -> RenderedJob:
     """Place the job's ranks and render every launch form of it.
 
-    `hostfile` is where mpirun reads the hosts: `ringfleet run` gives each run its
-    own, in the run's directory, so concurrent runs of one job never share one.
+    `hostfile` is where mpirun reads the hosts and `wrapper` where the nodes find the
+    per-rank wrapper (default: in the workdir): `ringfleet run` gives each run its own
+    of both, in the run's directory, so concurrent runs of one job never share one.
     """
+    wrapper = wrapper or default_wrapper(job)
     placement = place(spec, job)
     env = job_env(spec, job)
     pools = [spec.pools[name] for name in job.pools]
-    mpirun = mpirun_command(spec, job, env, hostfile)
-    command = horovodrun_command(spec, job, placement) if job.launcher == "horovodrun" else mpirun
+    mpirun = mpirun_command(spec, job, env, wrapper, hostfile)
+    command = (
+        horovodrun_command(spec, job, placement, wrapper)
+        if job.launcher == "horovodrun"
+        else mpirun
+    )
     equivalent = shlex.join(mpirun) if job.launcher == "horovodrun" else None
     per_node = max(ranks for _, ranks in placement)
     cpus_per_task = min(cores_per_rank(p) for p in pools)
@@ -286,8 +305,9 @@ def render_job(
         "command_line": shlex.join(command),
         "mpirun_equivalent": equivalent,
         "hostfile": hostfile if hostfile.startswith("/") else f"./{hostfile}",
-        "slurm_line": shlex.join(slurm_command(job, env)),
-        "mpijob_command": mpijob_command(job, env),
+        "slurm_line": shlex.join(slurm_command(job, env, wrapper)),
+        "mpijob_command": mpijob_command(job, env, wrapper),
+        "wrapper": wrapper,
         "api_version": MPIJOB_API_VERSION,
         "image": MPIJOB_IMAGE,
         "claim": MPIJOB_SHARED_CLAIM,
@@ -306,4 +326,6 @@ def render_job(
         mpirun_equivalent=equivalent,
         sbatch=_render(jinja, "sbatch", context),
         mpijob=_render(jinja, "mpijob", context),
+        wrapper=WRAPPER_SOURCE.read_text(encoding="utf-8"),
+        wrapper_path=wrapper,
     )

@@ -320,7 +320,7 @@ def test_hostile_sbatch_runs_only_mpirun(hostile):
 def test_hostile_sbatch_passes_every_argument_whole(hostile):
     tmp_path, rendered = hostile
     argv = _execute(tmp_path, rendered.sbatch, "job.sbatch")["mpirun.argv"]
-    expected = slurm_command(rendered.job, rendered.env)[1:]
+    expected = slurm_command(rendered.job, rendered.env, rendered.wrapper_path)[1:]
     assert argv.split(b"\0")[:-1] == [a.encode() for a in expected]
 
 

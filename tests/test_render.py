@@ -15,12 +15,14 @@ import yaml
 from ringfleet.errors import RingfleetError
 from ringfleet.jobs import Job, load_job
 from ringfleet.launch import (
-    KMP_AFFINITY,
     MPIJOB_API_VERSION,
     NO_BINDING_ARGS,
     RENDER_FORMATS,
     TAG_OUTPUT_ARGS,
     TCP_ONLY_ARGS,
+    THREADS_PER_RANK_VAR,
+    WRAPPER_NAME,
+    WRAPPER_SOURCE,
     RenderedJob,
     render_job,
     slurm_time,
@@ -209,7 +211,7 @@ def test_mpijob_launcher_runs_the_mpirun_command(horovodrun: RenderedJob) -> Non
 
 def test_mpijob_launcher_has_the_tuning_env(horovodrun: RenderedJob) -> None:
     env = _container(mpijob(horovodrun), "Launcher")["env"]
-    assert {"name": "KMP_AFFINITY", "value": KMP_AFFINITY} in env
+    assert {"name": THREADS_PER_RANK_VAR, "value": "1"} in env
 
 
 # --- horovodrun and mpirun lines ---------------------------------------------------------------
@@ -222,6 +224,7 @@ def test_horovodrun_argv(horovodrun: RenderedJob) -> None:
         "-H", "rf-local-cpu-1:2,rf-local-cpu-2:2",
         "--network-interface", "eth0",
         "--mpi",
+        "/opt/ringfleet/venv/bin/python", "/shared/jobs/digits/rankexec.py",
         "/opt/ringfleet/venv/bin/python", "/shared/jobs/digits/digits.py",
     ]  # fmt: skip
 
@@ -235,8 +238,8 @@ def test_horovodrun_argv(horovodrun: RenderedJob) -> None:
         pytest.param(["--hostfile", "hostfile"], id="hostfile"),
         pytest.param(["-mca", "btl_tcp_if_include", "eth0"], id="btl-interface"),
         pytest.param(["-mca", "oob_tcp_if_include", "eth0"], id="oob-interface"),
-        pytest.param(["-x", "OMP_NUM_THREADS"], id="export-omp"),
-        pytest.param(["-x", "TF_NUM_INTEROP_THREADS"], id="export-interop"),
+        pytest.param(["-x", THREADS_PER_RANK_VAR], id="export-threads-per-rank"),
+        pytest.param(["-x", "KMP_BLOCKTIME"], id="export-blocktime"),
     ],
 )
 def test_mpirun_has_flags(mpirun: RenderedJob, flags: list[str]) -> None:
@@ -320,11 +323,8 @@ def test_argument_survives_in_the_mpijob(quoted: RenderedJob) -> None:
 @pytest.mark.parametrize(
     ("name", "value"),
     [
-        ("OMP_NUM_THREADS", "2"),
-        ("KMP_AFFINITY", "granularity=fine,compact,1,0"),
+        (THREADS_PER_RANK_VAR, "2"),
         ("KMP_BLOCKTIME", "1"),
-        ("TF_NUM_INTRAOP_THREADS", "2"),
-        ("TF_NUM_INTEROP_THREADS", "1"),
     ],
 )
 def test_cpu_tuning_follows_threads_per_rank(
@@ -347,8 +347,63 @@ def test_job_env_value_is_exported(tmp_path: Path, local: ClusterSpec) -> None:
     assert "export OMP_NUM_THREADS=3\n" in rendered.script
 
 
+# The wrapper sizes these on each node from the placement; pinning is left to the job.
+@pytest.mark.parametrize(
+    "name",
+    ["OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "KMP_AFFINITY"],
+)
+def test_cpu_tuning_leaves_to_the_wrapper_or_the_job(
+    tmp_path: Path, aws: ClusterSpec, name: str
+) -> None:
+    assert name not in render(tmp_path, aws, pool="cpu", processes=4).env
+
+
 def test_gpu_ranks_get_no_thread_tuning(tmp_path: Path, aws: ClusterSpec) -> None:
-    assert "OMP_NUM_THREADS" not in render(tmp_path, aws, pool="gpu", processes=4).env
+    assert THREADS_PER_RANK_VAR not in render(tmp_path, aws, pool="gpu", processes=4).env
+
+
+# --- the per-rank wrapper --------------------------------------------------------------------
+
+WRAPPED = [
+    "/opt/ringfleet/venv/bin/python", "/shared/jobs/digits/rankexec.py",
+    "/opt/ringfleet/venv/bin/python", "/shared/jobs/digits/digits.py",
+]  # fmt: skip
+
+
+def _ends_with_wrapped_rank(argv: list[str]) -> bool:
+    return argv[-len(WRAPPED) :] == WRAPPED
+
+
+@pytest.mark.parametrize(
+    ("launcher", "fmt"),
+    [("horovodrun", "script"), ("mpirun", "script"), ("horovodrun", "sbatch")],
+)
+def test_every_rank_runs_through_the_wrapper(
+    request: pytest.FixtureRequest, launcher: str, fmt: str
+) -> None:
+    text = request.getfixturevalue(launcher).text(fmt)
+    exec_line = next(line for line in text.splitlines() if line.startswith("exec "))
+    assert _ends_with_wrapped_rank(shlex.split(exec_line))
+
+
+def test_mpijob_ranks_run_through_the_wrapper(horovodrun: RenderedJob) -> None:
+    assert _ends_with_wrapped_rank(_container(mpijob(horovodrun), "Launcher")["command"])
+
+
+def test_wrapper_defaults_to_the_workdir(horovodrun: RenderedJob) -> None:
+    assert horovodrun.wrapper_path == f"/shared/jobs/digits/{WRAPPER_NAME}"
+
+
+def test_wrapper_path_can_be_given(local: ClusterSpec, digits: Job) -> None:
+    rendered = render_job(local, digits, REPO, wrapper="/shared/runs/r1/rankexec.py")
+    assert rendered.command[-4:-2] == (
+        "/opt/ringfleet/venv/bin/python",
+        "/shared/runs/r1/rankexec.py",
+    )
+
+
+def test_wrapper_format_is_the_wrapper_source(horovodrun: RenderedJob) -> None:
+    assert horovodrun.text("wrapper") == WRAPPER_SOURCE.read_text(encoding="utf-8")
 
 
 def test_gpu_ranks_pin_nccl_to_the_interface(tmp_path: Path, aws: ClusterSpec) -> None:
@@ -454,7 +509,8 @@ def test_unknown_format_is_refused(horovodrun: RenderedJob) -> None:
     with pytest.raises(RingfleetError) as err:
         horovodrun.text("helm")
     assert err.value.line() == (
-        "ringfleet: error: --format: must be one of script, hostfile, sbatch, mpijob (got 'helm')"
+        "ringfleet: error: --format: must be one of script, hostfile, sbatch, mpijob, wrapper "
+        "(got 'helm')"
     )
 
 

@@ -2,11 +2,10 @@
 # ringfleet job digits (jobs/digits.yaml) on rf-local (Pulumi.local.yaml).
 # Run on rf-local-cpu-1 as rf: 4 rank(s) on 2 node(s).
 # Exit status 124: the job ran past its timeout of 1200 s.
+# Each rank starts through /shared/jobs/digits/rankexec.py (`ringfleet render ENV JOB --format wrapper`),
+# which sizes its thread pools from its node and placement, then execs it.
 set -euo pipefail
 cd /shared/jobs/digits
-export OMP_NUM_THREADS=1
-export KMP_AFFINITY=granularity=fine,compact,1,0
+export RINGFLEET_THREADS_PER_RANK=1
 export KMP_BLOCKTIME=1
-export TF_NUM_INTRAOP_THREADS=1
-export TF_NUM_INTEROP_THREADS=1
-exec timeout --kill-after=30s 1200 mpirun -np 4 --hostfile hostfile -bind-to none -map-by slot -mca pml ob1 -mca btl '^openib' -mca btl_tcp_if_include eth0 -mca oob_tcp_if_include eth0 -x OMP_NUM_THREADS -x KMP_AFFINITY -x KMP_BLOCKTIME -x TF_NUM_INTRAOP_THREADS -x TF_NUM_INTEROP_THREADS --tag-output /opt/ringfleet/venv/bin/python /shared/jobs/digits/digits.py
+exec timeout --kill-after=30s 1200 mpirun -np 4 --hostfile hostfile -bind-to none -map-by slot -mca pml ob1 -mca btl '^openib' -mca btl_tcp_if_include eth0 -mca oob_tcp_if_include eth0 -x RINGFLEET_THREADS_PER_RANK -x KMP_BLOCKTIME --tag-output /opt/ringfleet/venv/bin/python /shared/jobs/digits/rankexec.py /opt/ringfleet/venv/bin/python /shared/jobs/digits/digits.py
