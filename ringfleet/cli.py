@@ -297,6 +297,22 @@ def render(
 def run(
     env: EnvArg,
     job: Annotated[Path, typer.Argument(help="Job spec, e.g. jobs/digits.yaml")],
+    timeline: Annotated[
+        bool,
+        typer.Option(
+            "--timeline",
+            help="Write a Horovod timeline (HOROVOD_TIMELINE) to timeline.json in the run "
+            "record; open it in chrome://tracing or https://ui.perfetto.dev",
+        ),
+    ] = False,
+    autotune: Annotated[
+        bool,
+        typer.Option(
+            "--autotune",
+            help="Turn on Horovod autotuning (HOROVOD_AUTOTUNE=1); its log goes to "
+            "autotune.csv in the run record",
+        ),
+    ] = False,
 ) -> None:
     """Launch JOB on ENV's nodes; stream per-rank output; exit with the job's exit code.
 
@@ -306,7 +322,7 @@ def run(
     from ringfleet.run import run_job
 
     spec = load_spec(env)
-    result = run_job(spec, job, console=console)
+    result = run_job(spec, job, console=console, timeline=timeline, autotune=autotune)
     raise typer.Exit(result.exit_code)
 
 

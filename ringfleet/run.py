@@ -30,7 +30,7 @@ from rich.markup import escape
 from ringfleet.engine import docker_client
 from ringfleet.errors import RingfleetError, one_line
 from ringfleet.jobs import load_job, require_script
-from ringfleet.launch import render_job
+from ringfleet.launch import WRAPPER_NAME, render_job
 from ringfleet.nodeshell import DockerNode
 from ringfleet.spec import ClusterSpec
 
@@ -51,6 +51,17 @@ ABORT_GRACE = 20.0
 # mpirun --tag-output prefixes every rank line with `[jobid,rank]<stream>:`.
 TAG_RE = re.compile(r"^\[(\d+),(\d+)\]<(stdout|stderr|stddiag)>:(.*)$")
 RUNS_DIRNAME = "runs"
+# Horovod's own switches, set in the ranks' environment by `run --timeline/--autotune`.
+# HOROVOD_TIMELINE: rank 0 writes every tensor's negotiate/allreduce phases as Chrome
+# trace events (a JSON array) to this file, viewable in chrome://tracing or Perfetto.
+HOROVOD_TIMELINE = "HOROVOD_TIMELINE"
+# HOROVOD_AUTOTUNE=1 searches fusion threshold, cycle time and response cache while the
+# job trains; HOROVOD_AUTOTUNE_LOG gets one CSV line per tried setting and its score.
+HOROVOD_AUTOTUNE = "HOROVOD_AUTOTUNE"
+HOROVOD_AUTOTUNE_LOG = "HOROVOD_AUTOTUNE_LOG"
+TIMELINE_FILENAME = "timeline.json"
+AUTOTUNE_LOG_FILENAME = "autotune.csv"
+PERFETTO_URL = "https://ui.perfetto.dev"
 
 
 @dataclass
@@ -61,6 +72,8 @@ class RunResult:
     reason: str
     seconds: float
     lost_node: str | None = None
+    timeline: str | None = None
+    autotune_log: str | None = None
 
 
 def _stamp() -> str:
@@ -109,8 +122,29 @@ def kill_run_processes(node: DockerNode, run_id: str) -> None:
         node.run(["/bin/sh", "-c", script], check=False)
 
 
-def run_job(spec: ClusterSpec, job_file: Path, console: Console | None = None) -> RunResult:
-    """Launch `job_file` on the local cluster; returns when the job ends, fails or times out."""
+def horovod_env(run_dir: str, timeline: bool, autotune: bool) -> dict[str, str]:
+    """Horovod's timeline and autotuning switches, writing into the run's record."""
+    env: dict[str, str] = {}
+    if timeline:
+        env[HOROVOD_TIMELINE] = f"{run_dir}/{TIMELINE_FILENAME}"
+    if autotune:
+        env[HOROVOD_AUTOTUNE] = "1"
+        env[HOROVOD_AUTOTUNE_LOG] = f"{run_dir}/{AUTOTUNE_LOG_FILENAME}"
+    return env
+
+
+def run_job(
+    spec: ClusterSpec,
+    job_file: Path,
+    console: Console | None = None,
+    timeline: bool = False,
+    autotune: bool = False,
+) -> RunResult:
+    """Launch `job_file` on the local cluster; returns when the job ends, fails or times out.
+
+    `timeline` and `autotune` turn on Horovod's timeline and autotuning, both written
+    into the run's directory; the job's own env wins over them, as over any setting.
+    """
     console = console or Console()
     if spec.cluster.provider != "docker":
         raise RingfleetError(
@@ -120,10 +154,11 @@ def run_job(spec: ClusterSpec, job_file: Path, console: Console | None = None) -
     run_id = new_run_id(job.name)
     mount = spec.cluster.storage.mount.rstrip("/")
     run_dir = f"{mount}/{RUNS_DIRNAME}/{run_id}"
-    job = job.model_copy(
-        update={"env": {**job.env, "RINGFLEET_RUN_DIR": run_dir, "RINGFLEET_RUN_ID": run_id}}
-    )
-    rendered = render_job(spec, job, hostfile=f"{run_dir}/hostfile")
+    horovod = horovod_env(run_dir, timeline, autotune)
+    run_env = {"RINGFLEET_RUN_DIR": run_dir, "RINGFLEET_RUN_ID": run_id}
+    job = job.model_copy(update={"env": {**horovod, **job.env, **run_env}})
+    wrapper = f"{run_dir}/{WRAPPER_NAME}"
+    rendered = render_job(spec, job, hostfile=f"{run_dir}/hostfile", wrapper=wrapper)
     client = docker_client()
     names = [name for name, _ in rendered.placement]
     nodes = {name: DockerNode(client, name) for name in names}
@@ -149,6 +184,7 @@ def run_job(spec: ClusterSpec, job_file: Path, console: Console | None = None) -
     first.put_file(f"{job.workdir}/{script_src.name}", script_src.read_bytes(), owner)
     first.put_file(f"{run_dir}/launch.sh", rendered.script.encode(), owner, 0o755)
     first.put_file(f"{run_dir}/hostfile", rendered.hostfile.encode(), owner)
+    first.put_file(wrapper, rendered.wrapper.encode(), owner, 0o755)
     rank_nodes = dict(enumerate(rendered.ranks))
     console.print(
         f"run {run_id}: {len(rank_nodes)} rank(s) on {', '.join(names)}; "
@@ -194,6 +230,8 @@ def run_job(spec: ClusterSpec, job_file: Path, console: Console | None = None) -
             "nodes": names,
             "ranks": len(rank_nodes),
             "launcher": job.launcher,
+            "timeline": job.env.get(HOROVOD_TIMELINE),
+            "autotune_log": job.env.get(HOROVOD_AUTOTUNE_LOG),
         }
         # Shared storage is the same from every node: write the record through a live one.
         alive = [node for node in nodes.values() if node.state() == "running"]
@@ -208,7 +246,17 @@ def run_job(spec: ClusterSpec, job_file: Path, console: Console | None = None) -
         f"[{style}]run {run_id}: {escape(reason)} (exit {code}) in {seconds:.1f} s[/]; "
         f"record: {run_dir}"
     )
-    return RunResult(run_id, run_dir, int(code), reason, seconds, lost)
+    timeline_file = job.env.get(HOROVOD_TIMELINE)
+    autotune_log = job.env.get(HOROVOD_AUTOTUNE_LOG)
+    if timeline_file:
+        console.print(
+            f"timeline: {timeline_file} (rank 0's Horovod timeline); copy it off a node and "
+            f"open it in chrome://tracing (Load) or {PERFETTO_URL} (Open trace file)",
+            highlight=False,
+        )
+    if autotune_log:
+        console.print(f"autotune log: {autotune_log}", highlight=False)
+    return RunResult(run_id, run_dir, int(code), reason, seconds, lost, timeline_file, autotune_log)
 
 
 def _watch(stream, job, run_id, nodes, rank_nodes, log, per_rank, started, console):
