@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 
 from ringfleet.nodefiles import IMAGE_INPUTS, reaches_node
-from ringfleet.state import HOST_CA_BUNDLE
 from ringfleet.spec import DEFAULT_DOCKER_IMAGE, ClusterSpec, ResolvedPool
+from ringfleet.state import HOST_CA_BUNDLE
 
 NODE_IMAGE_REPO = "ringfleet/node"
 
