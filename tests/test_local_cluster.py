@@ -1,7 +1,10 @@
 """The local cluster on real containers: SSH mesh, shared volume, idempotence, scaling, repair.
 
-One cluster is brought up for the module; tests run in file order because the
-later ones change it (scale, down/up, kill) and restore it.
+The session's cluster (conftest `local_cluster`, shared with test_run and test_verify) is
+used; tests run in file order because the later ones change it (scale, down/up, kill, a
+container removed behind ringfleet's back) and restore it. An unchanged re-up is
+recognised from the converge fingerprints and runs no Ansible; `up --converge` runs all
+of site.yml and must change nothing.
 """
 
 from __future__ import annotations
