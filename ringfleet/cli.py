@@ -102,6 +102,12 @@ def up(
     no_converge: Annotated[
         bool, typer.Option("--no-converge", help="Create nodes but do not run the roles")
     ] = False,
+    force_converge: Annotated[
+        bool,
+        typer.Option(
+            "--converge", help="Run all of site.yml on every node, even when nothing changed"
+        ),
+    ] = False,
     lock_timeout: LockTimeout = DEFAULT_LOCK_TIMEOUT,
 ) -> None:
     """Create or update ENV's nodes to match the spec, then converge them with site.yml.
@@ -113,24 +119,33 @@ def up(
     with _env_lock(env, lock_timeout):
         console.print(f"up {env}: cluster {spec.cluster.name} ({spec.cluster.provider})")
         if spec.cluster.provider == "docker":
-            _up_local(spec, not no_converge)
+            _up_local(spec, not no_converge, force_converge)
         else:
             _up_remote(spec, not no_converge)
 
 
-def _up_local(spec, do_converge: bool) -> None:
+def _up_local(spec, do_converge: bool, force_converge: bool = False) -> None:
     from ringfleet import local
 
-    report = local.up(spec, project_root(), console=err_console, converge_nodes=do_converge)
+    report = local.up(
+        spec,
+        project_root(),
+        console=err_console,
+        converge_nodes=do_converge,
+        force_converge=force_converge,
+    )
     parts = [
         f"{len(getattr(report, k))} {k}"
         for k in ("created", "recreated", "started", "removed", "unchanged")
         if getattr(report, k)
     ]
-    changed = report.converge.total_changed if report.converge else "skipped"
+    if report.converge:
+        converged = f"converged ({report.mode}), ansible changed={report.converge.total_changed}"
+    else:
+        converged = report.mode or "not converged (--no-converge)"
     console.print(
-        f"up {spec.env}: ready in {report.seconds:.0f} s; nodes: {', '.join(parts) or 'none'}; "
-        f"ansible changed={changed}; inventory {report.inventory}",
+        f"up {spec.env}: ready in {report.seconds:.1f} s; nodes: {', '.join(parts) or 'none'}; "
+        f"{converged}; inventory {report.inventory}",
         highlight=False,
     )
 

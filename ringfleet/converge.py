@@ -24,6 +24,9 @@ SITE_PLAYBOOK = "site.yml"
 # connection's "Error while determining user and group ID ... Got value: b''"), which
 # Ansible reports as an unreachable host. One more run of the idempotent play is cheap.
 CONVERGE_ATTEMPTS = 2
+# The tag of every role task that depends on the node's identity or its peers (host
+# keys, known_hosts, the job user's keys, the shared mount); the rest is the image part.
+NODE_PART_TAG = "ringfleet_node"
 
 
 @dataclass
@@ -112,11 +115,16 @@ def converge(
     *,
     extravars: dict[str, Any] | None = None,
     limit: str | None = None,
+    tags: str | None = None,
     label: str = "converge",
     console: Console | None = None,
     timeout: int = 3600,
 ) -> ConvergeResult:
-    """Run site.yml against `inventory`; raise RingfleetError naming host and task on failure."""
+    """Run site.yml against `inventory`; raise RingfleetError naming host and task on failure.
+
+    `tags` selects part of the roles: NODE_PART_TAG runs only the node part (what depends
+    on a node's identity or its peers), for nodes made from the baked image.
+    """
     import ansible_runner
 
     console = console or Console(stderr=True)
@@ -138,6 +146,7 @@ def converge(
                 inventory=str(inventory),
                 extravars=extravars or {},
                 limit=limit,
+                tags=tags,
                 envvars=env,
                 event_handler=progress,
                 quiet=True,

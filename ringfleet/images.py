@@ -11,23 +11,34 @@ import hashlib
 import json
 from pathlib import Path
 
+from ringfleet.nodefiles import IMAGE_INPUTS, reaches_node
 from ringfleet.spec import DEFAULT_DOCKER_IMAGE, ClusterSpec, ResolvedPool
+from ringfleet.state import HOST_CA_BUNDLE
 
 NODE_IMAGE_REPO = "ringfleet/node"
-# Files whose content decides a node image, relative to the project root.
-IMAGE_INPUTS = ("roles", "playbooks", "site.yml", "ansible.cfg")
 
 
-def _tree_digest(root: Path, names: tuple[str, ...]) -> str:
-    h = hashlib.sha256()
+def node_input_files(root: Path, names: tuple[str, ...] = IMAGE_INPUTS) -> list[Path]:
+    """The files under `names` that can change a node (nodefiles rule), sorted by path."""
+    found = []
     for name in names:
         top = root / name
-        paths = sorted(p for p in top.rglob("*") if p.is_file()) if top.is_dir() else [top]
+        paths = top.rglob("*") if top.is_dir() else [top]
         for path in paths:
-            if not path.is_file() or "__pycache__" in path.parts:
-                continue
-            h.update(str(path.relative_to(root)).encode() + b"\0")
-            h.update(path.read_bytes() + b"\0")
+            if path.is_file() and reaches_node(path.relative_to(root).as_posix()):
+                found.append(path)
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def _tree_digest(root: Path, names: tuple[str, ...] = IMAGE_INPUTS) -> str:
+    """sha256 over the path and content of every file that can change a node.
+
+    Documentation (README.md and the like) is left out: editing it must not rebake.
+    """
+    h = hashlib.sha256()
+    for path in node_input_files(root, names):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0")
+        h.update(path.read_bytes() + b"\0")
     return h.hexdigest()
 
 
@@ -42,12 +53,27 @@ def image_inputs(spec: ClusterSpec, pool: ResolvedPool, root: Path) -> dict[str,
         **pool.profile.versions(),
         "gpu": [pool.gpu.driver, pool.gpu.cuda, pool.gpu.nccl] if pool.gpu else None,
     }
+    # The spec values the image part of the roles reads (thread defaults, MPI interface
+    # and port, the controller's CA bundles): a node made from the image gets only the
+    # node part, so a change to any of them must make a new image.
+    config = {
+        "threads_per_rank": pool.pool.threads_per_rank,
+        "interface": spec.cluster.network.interface,
+        "ssh_port": spec.cluster.ssh.port,
+        "provider": spec.cluster.provider,
+        "ca_bundles": _file_digest(HOST_CA_BUNDLE),
+    }
     return {
         "roles": _tree_digest(root, IMAGE_INPUTS),
         "software": json.dumps(software, sort_keys=True),
+        "config": json.dumps(config, sort_keys=True),
         "base": base_image(pool),
         "ssh_user": spec.cluster.ssh.user,
     }
+
+
+def _file_digest(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
 def node_image_tag(spec: ClusterSpec, pool: ResolvedPool, root: Path) -> str:
@@ -59,6 +85,9 @@ def node_image_tag(spec: ClusterSpec, pool: ResolvedPool, root: Path) -> str:
 
 LABEL_IMAGE_INPUTS = "ringfleet.image-inputs"
 LABEL_BAKE = "ringfleet.bake"
+# Where a baked image names itself (its tag): the one fact `up` checks per node before it
+# runs only the node part of the roles (playbooks/validate.yml reads it).
+NODE_IMAGE_FILE = "/etc/ringfleet/node-image"
 # What the bake leaves behind that must not be in an image: per-node host keys
 # (every node would share them) and package caches (size only).
 BAKE_CLEANUP = "rm -f /etc/ssh/ssh_host_* && apt-get clean && rm -rf /root/.cache /tmp/* /var/tmp/*"
@@ -117,7 +146,8 @@ def bake_image(client, spec: ClusterSpec, pool: ResolvedPool, root: Path, tag: s
             label=f"bake {pool.name}",
             console=console,
         )
-        code, output = container.exec_run(["/bin/sh", "-c", BAKE_CLEANUP])
+        record = f"mkdir -p {Path(NODE_IMAGE_FILE).parent} && echo {tag} > {NODE_IMAGE_FILE}"
+        code, output = container.exec_run(["/bin/sh", "-c", f"{BAKE_CLEANUP} && {record}"])
         if code != 0:
             raise RingfleetError(f"bake {pool.name}", "cleanup failed", output.decode()[-200:])
         repo, _, version = tag.rpartition(":")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -23,10 +24,11 @@ from ringfleet.container import (
     network_name,
     volume_name,
 )
-from ringfleet.converge import ConvergeResult, converge
+from ringfleet.converge import NODE_PART_TAG, ConvergeResult, converge
 from ringfleet.engine import docker_client, has_nvidia_runtime
 from ringfleet.errors import RingfleetError
-from ringfleet.images import ensure_node_image
+from ringfleet.fileio import write_atomic
+from ringfleet.images import _tree_digest, ensure_node_image
 from ringfleet.inventory import inventory_path, render_inventory, write_inventory
 from ringfleet.outputs import static_outputs
 from ringfleet.spec import ClusterSpec
@@ -34,6 +36,14 @@ from ringfleet.state import STATE_DIRNAME, converge_vars, state_dir, write_outpu
 
 # Shown in `status` and stored on the container so a later `up` can say what changed.
 LABEL_DEFINITION = "ringfleet.definition"
+# Per node, what its last successful converge depended on (.ringfleet/<env>/).
+FINGERPRINTS_FILE = "fingerprints.json"
+# The public host keys a node's peers must know; read with one exec per node.
+HOST_KEYS_GLOB = "/etc/ssh/ssh_host_*_key.pub"
+# How `up` converged: everything, only the node part, or nothing.
+CONVERGE_FULL = "full"
+CONVERGE_NODE_PART = "node part"
+CONVERGE_NONE = "nothing changed"
 
 
 @dataclass
@@ -46,6 +56,10 @@ class UpReport:
     converge: ConvergeResult | None = None
     seconds: float = 0.0
     inventory: Path | None = None
+    mode: str = ""
+    """CONVERGE_FULL, CONVERGE_NODE_PART or CONVERGE_NONE; empty when not asked to converge."""
+    reason: str = ""
+    """Why `mode` was chosen, in words for the user."""
 
 
 def require_docker_provider(spec: ClusterSpec) -> None:
@@ -164,9 +178,19 @@ def check_gpu_pools(client: docker.DockerClient, spec: ClusterSpec) -> None:
 
 
 def up(
-    spec: ClusterSpec, root: Path, console: Console | None = None, converge_nodes: bool = True
+    spec: ClusterSpec,
+    root: Path,
+    console: Console | None = None,
+    converge_nodes: bool = True,
+    force_converge: bool = False,
 ) -> UpReport:
-    """Create or update the local cluster to match the spec, then converge it."""
+    """Create or update the local cluster to match the spec, then converge what changed.
+
+    Nodes are made from the baked image, so a converge runs only the node part of the
+    roles, on the nodes whose fingerprint differs from their last converge; with every
+    node running and every fingerprint unchanged nothing runs at all. `force_converge`
+    runs the whole of site.yml on every node (idempotent: changed=0 when nothing drifted).
+    """
     require_docker_provider(spec)
     console = console or Console(stderr=True)
     started = time.monotonic()
@@ -209,18 +233,133 @@ def up(
             report.unchanged.append(name)
     outputs = static_outputs(spec, node_addresses(client, spec))
     write_outputs(root, spec.env, outputs)
-    report.inventory = write_inventory(root, spec.env, render_inventory(outputs, spec.display))
+    inventory = render_inventory(outputs, spec.display)
+    report.inventory = write_inventory(root, spec.env, inventory)
     if converge_nodes and desired:
-        report.converge = converge(
-            root,
-            report.inventory,
-            state_dir(root, spec.env),
-            extravars=converge_vars(root, spec.env),
-            label=f"converge {spec.env}",
-            console=console,
-        )
+        _converge(spec, root, client, inventory, images, report, console, force_converge)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _converge(spec, root, client, inventory, images, report, console, force: bool) -> None:
+    """Converge the nodes that need it (all of site.yml with `force`), then record fingerprints."""
+    nodes = sorted(n.name for n in spec.nodes)
+    # Every local node is made from its pool's baked image: the converge checks it is.
+    extravars = {**converge_vars(root, spec.env), "ringfleet_node_images": images}
+    recorded = read_fingerprints(root, spec.env)
+    current = node_fingerprints(root, client, spec, inventory, extravars)
+    touched = set(report.created + report.recreated + report.started)
+    stale = {n: touched_or_changed(n, touched, recorded.get(n), current[n]) for n in nodes}
+    stale = {n: why for n, why in stale.items() if why}
+    tags = limit = None
+    if force:
+        report.mode, report.reason = CONVERGE_FULL, "asked for with --converge"
+    elif not stale:
+        report.mode = CONVERGE_NONE
+        report.reason = (
+            f"all {len(nodes)} nodes running and each node's fingerprint (roles, inventory "
+            "vars, image, peers' host keys) matches its last converge"
+        )
+        console.print(f"  nothing changed: {report.reason}", highlight=False)
+        return
+    else:
+        report.mode, tags, limit = CONVERGE_NODE_PART, NODE_PART_TAG, ",".join(sorted(stale))
+        report.reason = "; ".join(f"{n}: {why}" for n, why in sorted(stale.items()))
+    console.print(f"  converge ({report.mode}): {report.reason}", highlight=False)
+    # Until this converge succeeds, the nodes it runs on have no valid fingerprint: a
+    # failed or interrupted run must not leave one that makes the next `up` skip them.
+    kept = {} if force else {n: fp for n, fp in recorded.items() if n not in stale}
+    write_fingerprints(root, spec.env, kept)
+    report.converge = converge(
+        root,
+        report.inventory,
+        state_dir(root, spec.env),
+        extravars=extravars,
+        limit=limit,
+        tags=tags,
+        label=f"converge {spec.env} ({report.mode})",
+        console=console,
+    )
+    write_fingerprints(
+        root,
+        spec.env,
+        node_fingerprints(root, client, spec, inventory, extravars),
+    )
+
+
+def touched_or_changed(node: str, touched: set[str], recorded: dict | None, now: dict) -> str:
+    """Why `node` must be converged, or "" when its last converge still holds."""
+    if node in touched:
+        return "container created or started"
+    if recorded is None:
+        return "never converged"
+    changed = [part for part, digest in now.items() if recorded.get(part) != digest]
+    return f"{', '.join(changed)} changed" if changed else ""
+
+
+def _digest(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _host_vars(inventory: dict, node: str) -> dict:
+    """The variables Ansible sees for `node`: all vars, its pool group's, its own."""
+    top = inventory["all"]
+    merged = dict(top.get("vars", {}))
+    for group in top.get("children", {}).values():
+        if node in (group.get("hosts") or {}):
+            merged.update(group.get("vars", {}))
+            merged.update(group["hosts"][node] or {})
+    return merged
+
+
+def _read_host_keys(container) -> str:
+    """The node's public host keys, "" when it has none (or is not running)."""
+    try:
+        code, out = container.exec_run(["/bin/sh", "-c", f"cat {HOST_KEYS_GLOB}"])
+    except docker.errors.APIError:
+        return ""
+    return out.decode(errors="replace").strip() if code == 0 else ""
+
+
+def node_fingerprints(root, client, spec, inventory, extravars) -> dict[str, dict[str, str]]:
+    """Per node, a digest of each thing its converge depends on."""
+    containers = cluster_containers(client, spec)
+    keys = {n: _read_host_keys(c) for n, c in sorted(containers.items())}
+    roles = _tree_digest(root)
+    controller = {
+        k: (Path(v).read_text() if k.endswith("_file") and Path(v).is_file() else v)
+        for k, v in extravars.items()
+    }
+    peers = _digest(keys)
+    out = {}
+    for node in sorted(n.name for n in spec.nodes):
+        container = containers.get(node)
+        out[node] = {
+            "roles": roles,
+            "inventory vars": _digest({**_host_vars(inventory, node), **controller}),
+            "image": container.image.id if container is not None else "",
+            "container": container.id if container is not None else "",
+            "host keys": peers,
+        }
+    return out
+
+
+def fingerprints_path(root: Path, env: str) -> Path:
+    return state_dir(root, env) / FINGERPRINTS_FILE
+
+
+def read_fingerprints(root: Path, env: str) -> dict[str, dict[str, str]]:
+    try:
+        data = json.loads(fingerprints_path(root, env).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_fingerprints(root: Path, env: str, data: dict[str, dict[str, str]]) -> Path:
+    return write_atomic(
+        fingerprints_path(root, env), json.dumps(data, indent=2, sort_keys=True) + "\n"
+    )
 
 
 @dataclass(frozen=True)

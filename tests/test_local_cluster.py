@@ -1,7 +1,10 @@
 """The local cluster on real containers: SSH mesh, shared volume, idempotence, scaling, repair.
 
-One cluster is brought up for the module; tests run in file order because the
-later ones change it (scale, down/up, kill) and restore it.
+The session's cluster (conftest `local_cluster`, shared with test_run and test_verify) is
+used; tests run in file order because the later ones change it (scale, down/up, kill, a
+container removed behind ringfleet's back) and restore it. An unchanged re-up is
+recognised from the converge fingerprints and runs no Ansible; `up --converge` runs all
+of site.yml and must change nothing.
 """
 
 from __future__ import annotations
@@ -88,14 +91,40 @@ def test_shared_volume_is_coherent(cluster, reader: str) -> None:
     assert exec_on(reader, "cat", path).stdout.strip() == token
 
 
-def test_second_up_changes_nothing(cluster) -> None:
+@pytest.fixture(scope="module")
+def second_up(cluster):
+    """`ringfleet up local` again on the unchanged cluster, as a user runs it."""
     before = container_ids()
-    report = local.up(load_spec(ENV, ROOT), ROOT, console=QUIET)
-    assert (report.converge.total_changed, container_ids(), report.created, report.recreated) == (
-        0,
-        before,
-        [],
-        [],
+    proc = run_cli("up", ENV, timeout=600)
+    return proc, before, container_ids()
+
+
+def test_second_up_succeeds(second_up) -> None:
+    proc, _, _ = second_up
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_second_up_says_nothing_changed_and_why(second_up) -> None:
+    proc, _, _ = second_up
+    assert "nothing changed: all 3 nodes running and each node's fingerprint" in proc.stderr, (
+        proc.stderr[-3000:]
+    )
+
+
+def test_second_up_runs_no_converge(second_up) -> None:
+    proc, _, _ = second_up
+    assert "play:" not in proc.stderr, proc.stderr[-3000:]
+
+
+def test_second_up_keeps_every_container(second_up) -> None:
+    _, before, after = second_up
+    assert after == before
+
+
+def test_forced_converge_changes_nothing(cluster) -> None:
+    report = local.up(load_spec(ENV, ROOT), ROOT, console=QUIET, force_converge=True)
+    assert (report.mode, report.converge.total_changed) == (local.CONVERGE_FULL, 0), (
+        report.converge.changed
     )
 
 
@@ -144,3 +173,33 @@ def test_up_repairs_a_killed_node(cluster) -> None:
 
 def test_status_is_green_after_repair(cluster) -> None:
     assert run_cli("status", ENV).returncode == 0
+
+
+REMOVED = "rf-local-cpu-2"
+
+
+@pytest.fixture(scope="module")
+def removed_node_healed(cluster):
+    """Remove one node container behind ringfleet's back, then `up`."""
+    subprocess.run(["docker", "rm", "-f", REMOVED], check=True, capture_output=True)
+    return local.up(load_spec(ENV, ROOT), ROOT, console=QUIET)
+
+
+def test_up_recreates_a_removed_node(removed_node_healed) -> None:
+    assert (removed_node_healed.created, removed_node_healed.mode) == (
+        [REMOVED],
+        local.CONVERGE_NODE_PART,
+    )
+
+
+HEALED_PAIRS = [(REMOVED, n) for n in node_names() if n != REMOVED] + [
+    (n, REMOVED) for n in node_names() if n != REMOVED
+]
+
+
+@pytest.mark.parametrize(("src", "dst"), HEALED_PAIRS, ids=[f"{a}->{b}" for a, b in HEALED_PAIRS])
+def test_healed_node_and_peers_ssh_with_strict_host_keys(removed_node_healed, src, dst) -> None:
+    proc = exec_on(
+        src, "ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", dst, "hostname"
+    )
+    assert proc.stdout.strip() == dst, proc.stderr
