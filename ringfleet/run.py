@@ -111,15 +111,20 @@ def _raise_interrupted(signum, frame) -> None:
     raise Interrupted(signum)
 
 
-def kill_run_processes(node: DockerNode, run_id: str) -> None:
-    """Kill every process on `node` whose environment carries this run's id."""
+def kill_run_processes(node: DockerNode, run_id: str, user: str) -> None:
+    """Kill every process on `node` whose environment carries this run's id.
+
+    Runs as `user`, the one the ranks run as: reading another user's
+    /proc/PID/environ needs CAP_SYS_PTRACE, which containers do not get, so root
+    would silently find nothing to kill.
+    """
     script = (
         f"for e in /proc/[0-9]*/environ; do "
         f"if tr '\\0' '\\n' < \"$e\" 2>/dev/null | grep -qx 'RINGFLEET_RUN_ID={run_id}'; then "
         f"p=${{e#/proc/}}; kill -KILL \"${{p%/environ}}\" 2>/dev/null; fi; done; true"
     )
     if node.state() == "running":
-        node.run(["/bin/sh", "-c", script], check=False)
+        node.run(["/bin/sh", "-c", script], user=user, check=False)
 
 
 def horovod_env(run_dir: str, timeline: bool, autotune: bool) -> dict[str, str]:
@@ -200,7 +205,7 @@ def run_job(
         with _signals(_raise_interrupted):
             stream = first.stream(["bash", f"{run_dir}/launch.sh"], user=user, workdir=job.workdir)
             reason, code, lost = _watch(
-                stream, job, run_id, nodes, rank_nodes, log, per_rank, started, console
+                stream, job, run_id, nodes, rank_nodes, log, per_rank, started, user, console
             )
     except Interrupted as exc:
         reason, code, stopped_by = "interrupted", EXIT_INTERRUPTED, exc.signal
@@ -217,7 +222,7 @@ def run_job(
     with _signals(signal.SIG_IGN):
         # Ranks may outlive a failed launcher; nothing of this run may keep running.
         for node in nodes.values():
-            _stop_ranks(node, run_id, console)
+            _stop_ranks(node, run_id, user, console)
         status = {
             "run_id": run_id,
             "job": job.name,
@@ -259,7 +264,7 @@ def run_job(
     return RunResult(run_id, run_dir, int(code), reason, seconds, lost, timeline_file, autotune_log)
 
 
-def _watch(stream, job, run_id, nodes, rank_nodes, log, per_rank, started, console):
+def _watch(stream, job, run_id, nodes, rank_nodes, log, per_rank, started, job_user, console):
     """Stream the launcher's output until it ends, times out or loses a node.
 
     Returns (reason, exit code, lost node); `log` and `per_rank` fill as lines come,
@@ -297,15 +302,15 @@ def _watch(stream, job, run_id, nodes, rank_nodes, log, per_rank, started, conso
             if reason:
                 console.print(f"[red]run {run_id}: {escape(reason)}; stopping ranks[/]")
                 for node in nodes.values():
-                    kill_run_processes(node, run_id)
+                    kill_run_processes(node, run_id, job_user)
                 _drain(stream, ABORT_GRACE)
                 return reason, code, lost
 
 
-def _stop_ranks(node: DockerNode, run_id: str, console: Console) -> None:
+def _stop_ranks(node: DockerNode, run_id: str, user: str, console: Console) -> None:
     """kill_run_processes, going on to the next node whatever happens on this one."""
     try:
-        kill_run_processes(node, run_id)
+        kill_run_processes(node, run_id, user)
     except Exception as exc:  # noqa: BLE001 - the other nodes still need their ranks stopped
         console.print(
             f"[red]run {run_id}: could not stop ranks on {node.name}: {escape(str(exc))}[/]"

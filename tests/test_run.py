@@ -196,7 +196,14 @@ def interrupted(local_cluster):
         rest, _ = proc.communicate()
     elapsed = time.monotonic() - sent
     output = "".join(lines) + rest
-    ranks = {n: rank_processes(n) for n in ("rf-local-cpu-1", "rf-local-cpu-2", "rf-local-cpu-3")}
+    # A killed remote rank stays a zombie until its orted notices mpirun is gone and
+    # reaps it; give that a few seconds, then look.
+    nodes = ("rf-local-cpu-1", "rf-local-cpu-2", "rf-local-cpu-3")
+    deadline = time.monotonic() + 15
+    ranks = {n: rank_processes(n) for n in nodes}
+    while any(ranks.values()) and time.monotonic() < deadline:
+        time.sleep(1)
+        ranks = {n: rank_processes(n) for n in nodes}
     return proc.returncode, output, elapsed, ranks
 
 

@@ -37,3 +37,26 @@ def test_launch_script_names_the_hostfile_of_the_run(local):
     assert f"# The same launch with plain mpirun, which reads {RUN_DIR}/hostfile:" in (
         rendered.script.splitlines()
     )
+
+
+class RecordingNode:
+    """A running node that records the commands run on it (kill_run_processes' only API)."""
+
+    name = "n1"
+
+    def __init__(self):
+        self.calls: list[tuple[list[str], str]] = []
+
+    def state(self) -> str:
+        return "running"
+
+    def run(self, argv, user="root", check=True):
+        self.calls.append((argv, user))
+        return 0, ""
+
+
+def test_ranks_are_stopped_as_the_user_they_run_as():
+    # root in a container lacks CAP_SYS_PTRACE, so it cannot read the ranks' environ.
+    node = RecordingNode()
+    run.kill_run_processes(node, "hang-1", "rf")
+    assert [user for _, user in node.calls] == ["rf"]
