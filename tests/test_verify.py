@@ -55,12 +55,15 @@ def rf(root: Path, *args: str, timeout: float = 1200) -> subprocess.CompletedPro
 
 @pytest.fixture(scope="module")
 def vroot(local_cluster, tmp_path_factory) -> Path:
-    """A scratch project: the spec, the inventory `up` wrote, and links to jobs and templates."""
+    """A scratch project: the spec, the inventory `up` wrote, job copies, a link to templates."""
     root = tmp_path_factory.mktemp("verify-root")
     for name in ("Pulumi.yaml", f"Pulumi.{ENV}.yaml", "ansible.cfg"):
         shutil.copy(ROOT / name, root / name)
-    for name in ("bench", "jobs", "templates"):
-        (root / name).symlink_to(ROOT / name)
+    # Job scripts are copied, not linked: `run` refuses a script whose real path leaves
+    # the project (symlinks resolved), and the perf gate's jobs name bench/ and jobs/ scripts.
+    for name in ("bench", "jobs"):
+        shutil.copytree(ROOT / name, root / name)
+    (root / "templates").symlink_to(ROOT / "templates")
     (root / "inventories" / ENV).mkdir(parents=True)
     shutil.copy(ROOT / "inventories" / ENV / "hosts.yml", root / "inventories" / ENV / "hosts.yml")
     return root
