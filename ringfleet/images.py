@@ -30,7 +30,7 @@ def node_input_files(root: Path, names: tuple[str, ...] = IMAGE_INPUTS) -> list[
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
-def _tree_digest(root: Path, names: tuple[str, ...] = IMAGE_INPUTS) -> str:
+def node_inputs_digest(root: Path, names: tuple[str, ...] = IMAGE_INPUTS) -> str:
     """sha256 over the path and content of every file that can change a node.
 
     Documentation (README.md and the like) is left out: editing it must not rebake.
@@ -64,7 +64,7 @@ def image_inputs(spec: ClusterSpec, pool: ResolvedPool, root: Path) -> dict[str,
         "ca_bundles": _file_digest(HOST_CA_BUNDLE),
     }
     return {
-        "roles": _tree_digest(root, IMAGE_INPUTS),
+        "roles": node_inputs_digest(root, IMAGE_INPUTS),
         "software": json.dumps(software, sort_keys=True),
         "config": json.dumps(config, sort_keys=True),
         "base": base_image(pool),

@@ -28,7 +28,7 @@ from ringfleet.converge import NODE_PART_TAG, ConvergeResult, converge
 from ringfleet.engine import docker_client, has_nvidia_runtime
 from ringfleet.errors import RingfleetError
 from ringfleet.fileio import write_atomic
-from ringfleet.images import _tree_digest, ensure_node_image
+from ringfleet.images import ensure_node_image, node_inputs_digest
 from ringfleet.inventory import inventory_path, render_inventory, write_inventory
 from ringfleet.outputs import static_outputs
 from ringfleet.spec import ClusterSpec
@@ -325,7 +325,7 @@ def node_fingerprints(root, client, spec, inventory, extravars) -> dict[str, dic
     """Per node, a digest of each thing its converge depends on."""
     containers = cluster_containers(client, spec)
     keys = {n: _read_host_keys(c) for n, c in sorted(containers.items())}
-    roles = _tree_digest(root)
+    roles = node_inputs_digest(root)
     controller = {
         k: (Path(v).read_text() if k.endswith("_file") and Path(v).is_file() else v)
         for k, v in extravars.items()

@@ -41,6 +41,23 @@ def rank_processes(node: str) -> list[str]:
     return [line for line in proc.stdout.strip().splitlines() if not line.endswith("<defunct>")]
 
 
+def start_hang_until_training() -> tuple[subprocess.Popen, list[str]]:
+    """Start `run local hang.yaml` on three nodes; return once its ranks are training."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ringfleet.cli", "run", "local", str(DATA / "hang.yaml")],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "step 20" in line:
+            break
+    return proc, lines
+
+
 @pytest.fixture(scope="module")
 def digits(local_cluster):
     proc = run_cli("run", "local", "jobs/digits.yaml", timeout=1800)
@@ -131,18 +148,7 @@ def test_timeout_leaves_no_rank_running(timed_out, node: str) -> None:
 @pytest.fixture(scope="module")
 def node_lost(local_cluster):
     """Kill rf-local-cpu-2 while `hang` runs on three nodes; repair the cluster afterwards."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ringfleet.cli", "run", "local", str(DATA / "hang.yaml")],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if "step 20" in line:
-            break
+    proc, lines = start_hang_until_training()
     subprocess.run(["docker", "kill", "rf-local-cpu-2"], check=True, capture_output=True)
     killed = time.monotonic()
     try:
@@ -181,18 +187,7 @@ def test_node_loss_leaves_no_rank_running(node_lost, node: str) -> None:
 @pytest.fixture(scope="module")
 def interrupted(local_cluster):
     """Ctrl-C (SIGINT) to `ringfleet run` while `hang` runs ranks on three nodes."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ringfleet.cli", "run", "local", str(DATA / "hang.yaml")],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if "step 20" in line:
-            break
+    proc, lines = start_hang_until_training()
     proc.send_signal(signal.SIGINT)
     sent = time.monotonic()
     try:
