@@ -26,10 +26,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from rich.console import Console  # noqa: E402
 
-from ringfleet import local  # noqa: E402
-from ringfleet.engine import docker_client  # noqa: E402
-from ringfleet.nodeshell import DockerNode  # noqa: E402
-from ringfleet.run import run_job  # noqa: E402
+from ringfleet.jobs.run import run_job  # noqa: E402
+from ringfleet.nodes.docker import DockerNode  # noqa: E402
+from ringfleet.providers.docker import cluster as local  # noqa: E402
+from ringfleet.providers.docker.engine import docker_client  # noqa: E402
 from ringfleet.spec import load_spec, project_root  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent

@@ -76,8 +76,8 @@ def inventory(
     ] = False,
 ) -> None:
     """Print the Ansible inventory of ENV, from stack outputs or (static envs) the spec."""
-    from ringfleet.inventory import dump_inventory, write_inventory
-    from ringfleet.stackops import inventory_from_outputs
+    from ringfleet.converge.inventory import dump_inventory, write_inventory
+    from ringfleet.providers.stackops import inventory_from_outputs
     from ringfleet.state import STATE_DIRNAME
 
     spec = load_spec(env)
@@ -125,7 +125,7 @@ def up(
 
 
 def _up_local(spec, do_converge: bool, force_converge: bool = False) -> None:
-    from ringfleet import local
+    from ringfleet.providers.docker import cluster as local
 
     report = local.up(
         spec,
@@ -151,10 +151,10 @@ def _up_local(spec, do_converge: bool, force_converge: bool = False) -> None:
 
 
 def _up_remote(spec, do_converge: bool) -> None:
-    from ringfleet.converge import converge
-    from ringfleet.inventory import render_inventory, write_inventory
-    from ringfleet.outputs import static_outputs
-    from ringfleet.stackops import StackOutputs, save_stack_outputs
+    from ringfleet.converge.ansible import converge
+    from ringfleet.converge.inventory import render_inventory, write_inventory
+    from ringfleet.providers.outputs import static_outputs
+    from ringfleet.providers.stackops import StackOutputs, save_stack_outputs
     from ringfleet.state import converge_vars, state_dir
 
     root = project_root()
@@ -162,7 +162,7 @@ def _up_remote(spec, do_converge: bool) -> None:
         # Bare metal: nothing to create, so no Pulumi CLI is needed to converge it.
         made = StackOutputs(static_outputs(spec))
     else:
-        from ringfleet.stackops import stack_up
+        from ringfleet.providers.stackops import stack_up
 
         made = stack_up(spec.env)
     outputs = made.values
@@ -198,7 +198,7 @@ def down(
 def _down(spec, purge: bool) -> None:
     env = spec.env
     if spec.cluster.provider == "docker":
-        from ringfleet import local
+        from ringfleet.providers.docker import cluster as local
 
         removed = local.down(spec, project_root(), purge=purge, console=err_console)
         console.print(f"down {env}: removed {len(removed)} node(s)")
@@ -209,7 +209,7 @@ def _down(spec, purge: bool) -> None:
             "static",
         )
     else:
-        from ringfleet.stackops import stack_down
+        from ringfleet.providers.stackops import stack_down
 
         stack_down(env)
         console.print(f"down {env}: stack destroyed (protected resources are kept)")
@@ -242,7 +242,7 @@ def preview(
     resource is replaced or removed (unless --allow-replace) or the head cannot be
     evaluated; exit 2 on a bad revision or env.
     """
-    from ringfleet.preview import preview as build_preview
+    from ringfleet.preview.report import preview as build_preview
 
     report = build_preview(project_root(), base, envs or [], live=live)
     if output is None:
@@ -269,7 +269,7 @@ def status(env: EnvArg) -> None:
     """List ENV's nodes with pool, state, IP and image; exit 1 unless all are running."""
     from rich.table import Table
 
-    from ringfleet import local
+    from ringfleet.providers.docker import cluster as local
 
     spec = load_spec(env)
     rows = local.status(spec)
@@ -295,8 +295,8 @@ def render(
     ] = "",
 ) -> None:
     """Render JOB for ENV: the hostfile and launch script, or a Slurm / MPIJob form."""
-    from ringfleet.jobs import load_job
-    from ringfleet.launch import render_job
+    from ringfleet.jobs.render import render_job
+    from ringfleet.jobs.spec import load_job
 
     spec = load_spec(env)
     rendered = render_job(spec, load_job(job, spec))
@@ -334,7 +334,7 @@ def run(
     124 means the job's timeout fired, 125 that a node was lost mid-job, 130 that
     Ctrl-C or SIGTERM stopped it (every rank is stopped and the record written).
     """
-    from ringfleet.run import run_job
+    from ringfleet.jobs.run import run_job
 
     spec = load_spec(env)
     result = run_job(spec, job, console=console, timeline=timeline, autotune=autotune)
@@ -344,7 +344,7 @@ def run(
 @app.command()
 def runs(env: EnvArg) -> None:
     """List ENV's past runs recorded on shared storage."""
-    from ringfleet.run import list_runs
+    from ringfleet.jobs.run import list_runs
 
     spec = load_spec(env)
     records = list_runs(spec)
@@ -388,9 +388,9 @@ def lock_nodes(env: EnvArg, lock_timeout: LockTimeout = DEFAULT_LOCK_TIMEOUT) ->
 def _lock(env: str, started: float) -> None:
     import time
 
-    from ringfleet import lock as lockmod
-    from ringfleet.verify import Report as VerifyReport
-    from ringfleet.verify import print_report, rel
+    from ringfleet.checks import lock as lockmod
+    from ringfleet.checks.verify import Report as VerifyReport
+    from ringfleet.checks.verify import print_report, rel
 
     root = project_root()
     path = lockmod.lock_path(root, env)
@@ -444,8 +444,8 @@ def verify_nodes(
     Exit 0 all good; 1 a check failed, a node drifted or a benchmark fell below
     tolerance; 2 bad input (env, inventory, lock, baselines, tolerance).
     """
-    from ringfleet.verify import markdown as render_markdown
-    from ringfleet.verify import print_report, verify
+    from ringfleet.checks.verify import markdown as render_markdown
+    from ringfleet.checks.verify import print_report, verify
 
     spec = load_spec(env)
     report, _ = verify(

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ringfleet.errors import RingfleetError, one_line
-from ringfleet.fileio import private_dir
+from ringfleet.files import private_dir
 from ringfleet.state import STATE_DIRNAME
 
 # `ringfleet` exits with this when the env stays busy: EX_TEMPFAIL, "try again later".

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ringfleet.errors import RingfleetError
-from ringfleet.fileio import private_dir, write_atomic
+from ringfleet.files import private_dir, write_atomic
 
 STATE_DIRNAME = ".ringfleet"
 KEY_NAME = "id_ed25519"

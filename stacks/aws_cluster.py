@@ -36,7 +36,7 @@ GPU_AMI_OWNER = "amazon"
 GPU_AMI_NAME = "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) *"
 AMI_ARCHITECTURE = "x86_64"
 
-# The inventory logs in to aws nodes as this user (ringfleet.inventory.AWS_LOGIN_USER);
+# The inventory logs in to aws nodes as this user (ringfleet.converge.inventory.AWS_LOGIN_USER);
 # cloud-init makes it on every image, as the GPU image's default user is `ubuntu`.
 LOGIN_USER = "admin"
 

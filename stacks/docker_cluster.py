@@ -14,14 +14,14 @@ from typing import Any
 import pulumi
 import pulumi_docker as docker
 
-from ringfleet.container import (
+from ringfleet.providers.docker.container import (
     LABEL_CLUSTER,
     ContainerDef,
     container_definitions,
     network_name,
     volume_name,
 )
-from ringfleet.images import node_image_tag
+from ringfleet.providers.docker.images import node_image_tag
 from ringfleet.spec import ClusterSpec
 from stacks.exports import Made
 

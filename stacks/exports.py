@@ -1,6 +1,6 @@
 """Turn what a provider created into the stack outputs every provider shares.
 
-The shape is `ringfleet.outputs.static_outputs`, filled with the addresses the
+The shape is `ringfleet.providers.outputs.static_outputs`, filled with the addresses the
 resources were given, so the inventory renderer reads one format for all.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import pulumi
 
-from ringfleet import outputs as out
+from ringfleet.providers import outputs as out
 from ringfleet.spec import ClusterSpec
 
 
@@ -34,7 +34,7 @@ def _with_server(data: dict[str, Any], server: str | None) -> dict[str, Any]:
 
 
 def stack_outputs(spec: ClusterSpec, made: Made) -> dict[str, Any]:
-    """One Output per key of `ringfleet.outputs.REQUIRED_KEYS`, plus the secret key if made."""
+    """One Output per key of `providers.outputs.REQUIRED_KEYS`, plus the secret key if made."""
     whole = pulumi.Output.all(
         addresses=pulumi.Output.from_input(made.addresses),
         server=pulumi.Output.from_input(made.storage_server),

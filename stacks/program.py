@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ringfleet.outputs import static_outputs
+from ringfleet.providers.outputs import static_outputs
 from ringfleet.spec import ClusterSpec
 from stacks import aws_cluster, docker_cluster
 from stacks.exports import stack_outputs

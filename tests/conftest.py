@@ -72,7 +72,7 @@ def onprem():
 @pytest.fixture(scope="module")
 def digits(local):
     """The digits example job on the local env."""
-    from ringfleet.jobs import load_job
+    from ringfleet.jobs.spec import load_job
 
     return load_job(ROOT / "jobs" / "digits.yaml", local, ROOT)
 

@@ -6,7 +6,7 @@ import stat
 import threading
 from pathlib import Path
 
-from ringfleet.fileio import write_atomic
+from ringfleet.files import write_atomic
 
 WRITERS = 8
 WRITES_EACH = 40

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ringfleet.inventory import render_inventory
-from ringfleet.local import _host_vars, touched_or_changed
-from ringfleet.outputs import static_outputs
+from ringfleet.converge.inventory import render_inventory
+from ringfleet.providers.docker.cluster import _host_vars, touched_or_changed
+from ringfleet.providers.outputs import static_outputs
 
 PRINT = {"roles": "r1", "inventory vars": "v1", "image": "i1", "container": "c1", "host keys": "k1"}
 

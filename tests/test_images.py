@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ringfleet.images import node_image_tag
-from ringfleet.nodefiles import IMAGE_INPUTS
+from ringfleet.converge.nodefiles import IMAGE_INPUTS
+from ringfleet.providers.docker.images import node_image_tag
 from tests.conftest import ROOT
 
 

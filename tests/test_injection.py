@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from ringfleet.errors import RingfleetError
-from ringfleet.jobs import load_job
-from ringfleet.launch import render_job, slurm_command
+from ringfleet.jobs.render import render_job, slurm_command
+from ringfleet.jobs.spec import load_job
 from ringfleet.spec import cluster_from_mapping, load_spec, load_spec_file
 from ringfleet.yamlio import read_yaml
 from tests.conftest import run_cli

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from ringfleet.errors import USAGE_EXIT, RingfleetError
-from ringfleet.jobs import Job, duration_seconds, load_job, place, require_script
+from ringfleet.jobs.spec import Job, duration_seconds, load_job, place, require_script
 from ringfleet.spec import ClusterSpec, cluster_from_mapping, load_spec
 
 REPO = Path(__file__).resolve().parent.parent

@@ -17,7 +17,7 @@ import docker
 import pytest
 from rich.console import Console
 
-from ringfleet import local
+from ringfleet.providers.docker import cluster as local
 from ringfleet.spec import load_spec, load_spec_file
 from tests.conftest import ROOT, run_cli
 

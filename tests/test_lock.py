@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ringfleet import lock as lockmod
-from ringfleet import perfgate
+from ringfleet.checks import lock as lockmod
+from ringfleet.checks import perfgate
+from ringfleet.checks.verify import Case, Report, SuiteResult, markdown, parse_junit
 from ringfleet.errors import RingfleetError
-from ringfleet.jobs import load_job
+from ringfleet.jobs.spec import load_job
 from ringfleet.spec import load_spec
-from ringfleet.verify import Case, Report, SuiteResult, markdown, parse_junit
 from tests.conftest import ROOT, run_cli
 
 DEBIAN = {"libc6:amd64": "2.36-9", "openmpi-bin": "4.1.4-3+b1", "less": "590-2"}
@@ -326,10 +326,10 @@ def test_benchmark_job_is_a_valid_job_of_the_local_spec(tmp_path: Path, bench) -
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites><testsuite name="pytest">
-<testcase classname="ringfleet.verify_suite.test_ssh" name="test_ssh_between_nodes[a-&gt;b]"/>
-<testcase classname="ringfleet.verify_suite.test_ssh" name="test_ssh_between_nodes[b-&gt;a]">
+<testcase classname="ringfleet.checks.suite.test_ssh" name="test_ssh_between_nodes[a-&gt;b]"/>
+<testcase classname="ringfleet.checks.suite.test_ssh" name="test_ssh_between_nodes[b-&gt;a]">
 <failure message="AssertionError: Host key verification failed.">trace</failure></testcase>
-<testcase classname="ringfleet.verify_suite.test_gpu" name="test_cuda[a]">
+<testcase classname="ringfleet.checks.suite.test_gpu" name="test_cuda[a]">
 <skipped type="pytest.skip" message="pool cpu has no NVIDIA GPU">skip</skipped></testcase>
 </testsuite></testsuites>
 """

@@ -22,8 +22,8 @@ from typing import NamedTuple
 import pytest
 import yaml
 
-from ringfleet.converge import ansible_env
-from ringfleet.inventory import ALL_NODES_GROUP, DOCKER_CONNECTION, NFS_SERVER_GROUP
+from ringfleet.converge.ansible import ansible_env
+from ringfleet.converge.inventory import ALL_NODES_GROUP, DOCKER_CONNECTION, NFS_SERVER_GROUP
 from ringfleet.spec import DEFAULT_DOCKER_IMAGE
 from tests.conftest import ROOT
 
@@ -124,7 +124,7 @@ def containers():
     """The four containers on their own network; removed with the network afterwards."""
     import docker
 
-    from ringfleet.baseimage import ensure_base_image
+    from ringfleet.providers.docker.baseimage import ensure_base_image
 
     client = docker.from_env()
     ensure_base_image(client, DEFAULT_DOCKER_IMAGE)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ringfleet import compat
-from ringfleet.baseimage import BASE_PACKAGES_FILE, record_packages
+from ringfleet.providers.docker.baseimage import BASE_PACKAGES_FILE, record_packages
 from tests.test_roles import DATA, ROOT, _load, _playbook, _shown, _tasks
 
 LOCK_DIR = ROOT / "roles" / "tensorflow" / "files"

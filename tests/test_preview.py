@@ -24,10 +24,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ringfleet import graph
+from ringfleet.converge.siteroles import pattern_matches, pool_roles
 from ringfleet.errors import RingfleetError
-from ringfleet.preview import MARKER, live_flags, preview
-from ringfleet.siteroles import pattern_matches, pool_roles
+from ringfleet.preview import graph
+from ringfleet.preview.report import MARKER, live_flags, preview
 from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -752,8 +752,8 @@ def summary_cell(text: str, env: str) -> str:
 
 def image_tags(repo: Path, rev: str, env: str) -> dict[str, str]:
     """Each pool's node image tag, from the revision's files (HEAD: the working tree)."""
-    from ringfleet.images import node_image_tag
-    from ringfleet.preview import export_revision, resolve_base
+    from ringfleet.preview.report import export_revision, resolve_base
+    from ringfleet.providers.docker.images import node_image_tag
     from ringfleet.spec import load_spec
 
     root = repo
@@ -971,7 +971,8 @@ def test_readme_only_change_has_no_role_change(readme_report):
 
 def test_readme_only_change_is_listed_as_not_reaching_nodes(readme_report):
     assert (
-        "Changed but cannot reach a node (the rule of `ringfleet/nodefiles.py`), so not counted: "
+        "Changed but cannot reach a node (the rule of `ringfleet/converge/nodefiles.py`), "
+        "so not counted: "
         "`roles/horovod/README.md`."
     ) in roles_part(readme_report.text)
 

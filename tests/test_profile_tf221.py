@@ -13,11 +13,11 @@ import re
 import pytest
 from rich.console import Console
 
-from ringfleet import local
-from ringfleet.engine import docker_client
-from ringfleet.images import node_image_tag
-from ringfleet.nodeshell import DockerNode
-from ringfleet.run import run_job
+from ringfleet.jobs.run import run_job
+from ringfleet.nodes.docker import DockerNode
+from ringfleet.providers.docker import cluster as local
+from ringfleet.providers.docker.engine import docker_client
+from ringfleet.providers.docker.images import node_image_tag
 from ringfleet.spec import load_spec
 from tests.conftest import ROOT, report
 

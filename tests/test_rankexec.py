@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from ringfleet import rankexec
-from ringfleet.rankexec import (
+from ringfleet.jobs import rankexec
+from ringfleet.jobs.rankexec import (
     THREADS_PER_RANK_VAR,
     WrapperError,
     local_size,

@@ -13,8 +13,7 @@ import pytest
 import yaml
 
 from ringfleet.errors import RingfleetError
-from ringfleet.jobs import Job, load_job
-from ringfleet.launch import (
+from ringfleet.jobs.render import (
     MPIJOB_API_VERSION,
     NO_BINDING_ARGS,
     RENDER_FORMATS,
@@ -27,6 +26,7 @@ from ringfleet.launch import (
     render_job,
     slurm_time,
 )
+from ringfleet.jobs.spec import Job, load_job
 from ringfleet.spec import ClusterSpec, cluster_from_mapping, load_spec
 from ringfleet.yamlio import read_yaml
 

@@ -29,10 +29,10 @@ import pytest
 import yaml
 from rich.console import Console
 
-from ringfleet import local
-from ringfleet.engine import docker_client
-from ringfleet.images import base_image, node_image_tag
-from ringfleet.lock import Drift, dump_lock, lock_env
+from ringfleet.checks.lock import Drift, dump_lock, lock_env
+from ringfleet.providers.docker import cluster as local
+from ringfleet.providers.docker.engine import docker_client
+from ringfleet.providers.docker.images import base_image, node_image_tag
 from ringfleet.spec import ClusterSpec, load_spec
 from tests.conftest import ROOT, report
 

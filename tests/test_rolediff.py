@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from ringfleet import rolediff
-from ringfleet.rolediff import MAX_DIFF_LINES, TaskChange, diff_tasks, diff_trees, parse_lock
+from ringfleet.preview import rolediff
+from ringfleet.preview.rolediff import (
+    MAX_DIFF_LINES,
+    TaskChange,
+    diff_tasks,
+    diff_trees,
+    parse_lock,
+)
 
 TASKS = [
     {"name": "Ensure a.", "ansible.builtin.file": {"path": "/a", "state": "directory"}},
@@ -93,7 +99,7 @@ def test_added_role_says_so():
 
 
 def test_included_role_reaches_the_pools_of_its_includer():
-    from ringfleet.rolereport import reach
+    from ringfleet.preview.rolereport import reach
 
     envs = {"onprem": {"gpu": {"nfs_server": ["gpu01"], "nvidia": None}}}
     change = rolediff.RoleDiff("apt_pins")
@@ -101,7 +107,7 @@ def test_included_role_reaches_the_pools_of_its_includer():
 
 
 def test_a_long_python_lock_table_is_folded():
-    from ringfleet.rolereport import FOLD_ROWS, role_body
+    from ringfleet.preview.rolereport import FOLD_ROWS, role_body
 
     lock = "files/requirements-x-cpu.txt"
     pins = [rolediff.PinChange(lock, f"p{i}", "1", "2", True) for i in range(FOLD_ROWS + 1)]

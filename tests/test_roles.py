@@ -290,8 +290,8 @@ def test_site_validation_accepts_the_rendered_inventory(rendered_onprem):
 @pytest.fixture(scope="module")
 def rendered_tf221(tmp_path_factory) -> Path:
     """An inventory with a tf2.21 pool, rendered from the spec alone (no stack)."""
-    from ringfleet.inventory import dump_inventory, render_inventory
-    from ringfleet.outputs import static_outputs
+    from ringfleet.converge.inventory import dump_inventory, render_inventory
+    from ringfleet.providers.outputs import static_outputs
     from ringfleet.spec import cluster_from_mapping
 
     doc = yaml.safe_load((ROOT / "Pulumi.local.yaml").read_text(encoding="utf-8"))

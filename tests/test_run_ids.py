@@ -6,9 +6,9 @@ import re
 import shlex
 from pathlib import Path
 
-from ringfleet import run
-from ringfleet.jobs import load_job
-from ringfleet.launch import render_job
+from ringfleet.jobs import run
+from ringfleet.jobs.render import render_job
+from ringfleet.jobs.spec import load_job
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_DIR = "/shared/runs/digits-20260101T000000Z-0a1b2c"

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from pulumi import automation as auto
 
-from ringfleet import cli, stackops
-from ringfleet import outputs as out
+from ringfleet import cli
 from ringfleet.errors import RingfleetError
+from ringfleet.providers import outputs as out
+from ringfleet.providers import stackops
 from ringfleet.spec import load_spec
 from ringfleet.state import (
     KEY_NAME,

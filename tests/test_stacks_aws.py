@@ -18,11 +18,10 @@ if str(ROOT) not in sys.path:
 
 import pulumi  # noqa: E402
 
-from ringfleet import outputs as out  # noqa: E402
+from ringfleet.providers import outputs as out  # noqa: E402
 from ringfleet.spec import cluster_from_mapping, load_spec  # noqa: E402
 from stacks import aws_cluster  # noqa: E402
-from stacks.options import stateful_opts  # noqa: E402
-from stacks.testing import (  # noqa: E402
+from stacks.mocks import (  # noqa: E402
     MOCK_DEBIAN_AMI,
     MOCK_EFS_DNS,
     MOCK_GPU_AMI,
@@ -32,6 +31,7 @@ from stacks.testing import (  # noqa: E402
     run_program,
     set_ringfleet_mocks,
 )
+from stacks.options import stateful_opts  # noqa: E402
 
 SAMPLE = ROOT / "tests" / "data" / "outputs-aws-dev.json"
 SPEC = load_spec("aws-dev", ROOT)
@@ -196,7 +196,7 @@ def test_a_newer_ami_does_not_replace_the_nfs_head(nfs_run):
 
 
 def test_login_user_is_the_inventorys():
-    from ringfleet.inventory import AWS_LOGIN_USER
+    from ringfleet.converge.inventory import AWS_LOGIN_USER
 
     assert aws_cluster.LOGIN_USER == AWS_LOGIN_USER
 

@@ -16,18 +16,18 @@ if str(ROOT) not in sys.path:
 
 import pulumi  # noqa: E402
 
-from ringfleet import outputs as out  # noqa: E402
-from ringfleet.container import (  # noqa: E402
+from ringfleet.providers import outputs as out  # noqa: E402
+from ringfleet.providers.docker.container import (  # noqa: E402
     LABEL_POOL,
     ContainerDef,
     container_definitions,
     network_name,
     volume_name,
 )
-from ringfleet.images import node_image_tag  # noqa: E402
+from ringfleet.providers.docker.images import node_image_tag  # noqa: E402
 from ringfleet.spec import load_spec  # noqa: E402
 from stacks import docker_cluster  # noqa: E402
-from stacks.testing import ProgramRun, run_program, set_ringfleet_mocks  # noqa: E402
+from stacks.mocks import ProgramRun, run_program, set_ringfleet_mocks  # noqa: E402
 
 SPEC = load_spec("local", ROOT)
 POOLS = sorted(SPEC.pools)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ringfleet import stackops
+from ringfleet.converge.inventory import AWS_LOGIN_USER, NVIDIA_GROUP, pool_group
 from ringfleet.errors import RingfleetError
-from ringfleet.inventory import AWS_LOGIN_USER, NVIDIA_GROUP, pool_group
+from ringfleet.providers import stackops
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tests" / "data" / "outputs-aws-dev.json"

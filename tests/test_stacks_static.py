@@ -16,10 +16,10 @@ if str(ROOT) not in sys.path:
 
 import pulumi  # noqa: E402
 
-from ringfleet import outputs as out  # noqa: E402
+from ringfleet.providers import outputs as out  # noqa: E402
 from ringfleet.spec import CONFIG_KEY, load_spec  # noqa: E402
 from ringfleet.yamlio import read_yaml  # noqa: E402
-from stacks.testing import ProgramRun, run_program, set_ringfleet_mocks  # noqa: E402
+from stacks.mocks import ProgramRun, run_program, set_ringfleet_mocks  # noqa: E402
 
 SPEC = load_spec("onprem", ROOT)
 HOSTS = [(pool.name, host) for pool in SPEC.cluster.pools for host in pool.hosts or []]

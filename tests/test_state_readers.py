@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from ringfleet import lock as lockmod
+from ringfleet.checks import lock as lockmod
 from ringfleet.errors import RingfleetError
-from ringfleet.run import _record_lines, parse_run_record
-from ringfleet.stackops import inventory_from_outputs
+from ringfleet.jobs.run import _record_lines, parse_run_record
+from ringfleet.providers.stackops import inventory_from_outputs
 from tests.conftest import run_cli
 
 REPO = Path(__file__).resolve().parent.parent

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from ringfleet.inventory import pool_group
+from ringfleet.converge.inventory import pool_group
 
 
 def site_plays(root: Path) -> list[tuple[str, list[str]]] | None:

@@ -11,7 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from ringfleet.nodefiles import IMAGE_INPUTS, reaches_node
+from ringfleet.converge.nodefiles import IMAGE_INPUTS, reaches_node
 from ringfleet.spec import DEFAULT_DOCKER_IMAGE, ClusterSpec, ResolvedPool
 from ringfleet.state import HOST_CA_BUNDLE
 
@@ -95,7 +95,7 @@ BAKE_CLEANUP = "rm -f /etc/ssh/ssh_host_* && apt-get clean && rm -rf /root/.cach
 
 def ensure_node_image(client, spec: ClusterSpec, pool: ResolvedPool, root: Path, console) -> str:
     """Return the node image tag of `pool`, baking it with the roles when it is not cached."""
-    from ringfleet.baseimage import ensure_base_image, find_image
+    from ringfleet.providers.docker.baseimage import ensure_base_image, find_image
 
     tag = node_image_tag(spec, pool, root)
     if find_image(client, tag) is not None:
@@ -111,10 +111,10 @@ def bake_image(client, spec: ClusterSpec, pool: ResolvedPool, root: Path, tag: s
     """Converge a throwaway container with site.yml (baking mode) and commit it as `tag`."""
     import time
 
-    from ringfleet.converge import converge
+    from ringfleet.converge.ansible import converge
+    from ringfleet.converge.inventory import render_inventory, write_inventory_file
     from ringfleet.errors import RingfleetError
-    from ringfleet.inventory import render_inventory, write_inventory_file
-    from ringfleet.outputs import OUT_POOLS, static_outputs
+    from ringfleet.providers.outputs import OUT_POOLS, static_outputs
     from ringfleet.state import converge_vars, state_dir
 
     name = "ringfleet-bake-" + tag.rsplit("-", 1)[-1][:12]

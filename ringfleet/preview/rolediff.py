@@ -4,7 +4,7 @@ Pure functions over two file trees (`{relative POSIX path: bytes}`, as `node_fil
 reads them from a revision's directory): variables of defaults/vars file by file,
 tasks by name, Debian pins (`<role>_debian_versions`), Python locks
 (`files/requirements-*.txt`), and a unified diff of any other file. Which files can
-reach a node is `ringfleet.nodefiles.reaches_node`, the rule the image tag uses;
+reach a node is `ringfleet.converge.nodefiles.reaches_node`, the rule the image tag uses;
 a changed file it rejects (a README) is listed as such and counts for nothing.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from ringfleet.nodefiles import IMAGE_INPUTS, reaches_node
+from ringfleet.converge.nodefiles import IMAGE_INPUTS, reaches_node
 
 # A value absent from one revision.
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ringfleet import graph, rolediff, rolereport
+from ringfleet.converge.siteroles import named_roles, pool_role_hosts, site_plays
 from ringfleet.errors import RingfleetError
-from ringfleet.markdown import code, fenced, table
-from ringfleet.siteroles import named_roles, pool_role_hosts, site_plays
+from ringfleet.preview import graph, rolediff, rolereport
+from ringfleet.preview.markdown import code, fenced, table
 from ringfleet.spec import ENV_PATTERN, known_envs
 
 # The first line of every report: the workflow finds its previous PR comment by it.
@@ -118,7 +118,7 @@ def _record(root: str, envs: list[str]) -> dict:
             entry["pool_order"] = list(spec.pools)
             outputs = None
             try:
-                from stacks.testing import run_program
+                from stacks.mocks import run_program
 
                 run = run_program(spec, base)
                 outputs = run.outputs
@@ -139,8 +139,8 @@ def _record(root: str, envs: list[str]) -> dict:
             except Exception as exc:
                 entry["graph_error"] = problem(exc)
             try:
-                from ringfleet.inventory import role_vars
-                from ringfleet.outputs import static_outputs
+                from ringfleet.converge.inventory import role_vars
+                from ringfleet.providers.outputs import static_outputs
 
                 if outputs is None:
                     outputs = static_outputs(spec)
@@ -152,14 +152,14 @@ def _record(root: str, envs: list[str]) -> dict:
                 entry["software_error"] = problem(exc)
             if spec.cluster.provider == "docker":
                 try:
-                    from ringfleet.images import node_image_tag
+                    from ringfleet.providers.docker.images import node_image_tag
 
                     pools = spec.pools.items()
                     entry["images"] = {n: node_image_tag(spec, p, base) for n, p in pools}
                 except Exception as exc:
                     entry["image_error"] = problem(exc)
             try:
-                from ringfleet.inventory import render_inventory
+                from ringfleet.converge.inventory import render_inventory
 
                 entry["inventory"] = render_inventory(outputs, spec.display)
             except Exception as exc:
@@ -168,8 +168,8 @@ def _record(root: str, envs: list[str]) -> dict:
             entry["jobs"] = jobs
             for path in sorted((base / "jobs").glob("*.yaml")):
                 try:
-                    from ringfleet.jobs import load_job
-                    from ringfleet.launch import render_job
+                    from ringfleet.jobs.render import render_job
+                    from ringfleet.jobs.spec import load_job
 
                     rendered = render_job(spec, load_job(path, spec, base), base)
                     jobs[f"jobs/{path.name}"] = {
@@ -641,7 +641,7 @@ PARTS = ("infra", "software", "jobs")
 INFRA_OFFLINE_NOTE = (
     "Offline estimate: the Pulumi program of each revision run under mocks, without "
     "credentials. A resource is replaced when an input that forces replacement for its type "
-    "changes (the table `REPLACE_INPUTS` in `ringfleet/graph.py`), or its provider is "
+    "changes (the table `REPLACE_INPUTS` in `ringfleet/preview/graph.py`), or its provider is "
     "replaced; `--live` asks the real providers."
 )
 INFRA_LIVE_NOTE = (
@@ -703,7 +703,7 @@ def render_report(base: Revision, head: Revision, envs: list[str], live: bool = 
 def preview(root: Path, base_ref: str, envs: list[str], live: bool = False) -> Report:
     """Compare the working tree at `root` with `base_ref` for `envs` (default: all)."""
     if live:
-        from ringfleet.stackops import require_pulumi
+        from ringfleet.providers.stackops import require_pulumi
 
         require_pulumi()
     for env in envs:

@@ -14,7 +14,11 @@ import docker.errors
 import docker.types
 from rich.console import Console
 
-from ringfleet.container import (
+from ringfleet.converge.ansible import NODE_PART_TAG, ConvergeResult, converge
+from ringfleet.converge.inventory import inventory_path, render_inventory, write_inventory
+from ringfleet.errors import RingfleetError
+from ringfleet.files import write_atomic
+from ringfleet.providers.docker.container import (
     LABEL_CLUSTER,
     LABEL_DEFINITION_HASH,
     LABEL_NODE,
@@ -24,13 +28,9 @@ from ringfleet.container import (
     network_name,
     volume_name,
 )
-from ringfleet.converge import NODE_PART_TAG, ConvergeResult, converge
-from ringfleet.engine import docker_client, has_nvidia_runtime
-from ringfleet.errors import RingfleetError
-from ringfleet.fileio import write_atomic
-from ringfleet.images import ensure_node_image, node_inputs_digest
-from ringfleet.inventory import inventory_path, render_inventory, write_inventory
-from ringfleet.outputs import static_outputs
+from ringfleet.providers.docker.engine import docker_client, has_nvidia_runtime
+from ringfleet.providers.docker.images import ensure_node_image, node_inputs_digest
+from ringfleet.providers.outputs import static_outputs
 from ringfleet.spec import ClusterSpec
 from ringfleet.state import STATE_DIRNAME, converge_vars, state_dir, write_outputs
 

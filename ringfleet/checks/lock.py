@@ -22,9 +22,9 @@ from typing import Any
 
 import yaml
 
+from ringfleet.checks.suite.targets import Inventory, NodeShell
 from ringfleet.errors import RingfleetError
-from ringfleet.fileio import write_atomic
-from ringfleet.verify_suite.targets import Inventory, NodeShell
+from ringfleet.files import write_atomic
 
 LOCK_NAME = "ringfleet.lock"
 LOCK_VERSION = 1
@@ -355,8 +355,8 @@ class EnvLock:
 
 def lock_env(root: Path, env: str, previous: dict[str, Any] | None = None) -> EnvLock:
     """Read every node of `env` (its rendered inventory) and build its lock."""
-    from ringfleet.verify import load_inventory
-    from ringfleet.verify_suite.targets import node_shells
+    from ringfleet.checks.suite.targets import node_shells
+    from ringfleet.checks.verify import load_inventory
 
     inv = load_inventory(root, env)
     shells = node_shells(inv)

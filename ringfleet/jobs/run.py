@@ -27,11 +27,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from ringfleet.engine import docker_client
 from ringfleet.errors import RingfleetError, one_line
-from ringfleet.jobs import load_job, require_script
-from ringfleet.launch import WRAPPER_NAME, render_job
-from ringfleet.nodeshell import DockerNode
+from ringfleet.jobs.render import WRAPPER_NAME, render_job
+from ringfleet.jobs.spec import load_job, require_script
+from ringfleet.nodes.docker import DockerNode
+from ringfleet.providers.docker.engine import docker_client
 from ringfleet.spec import ClusterSpec
 
 # Exit codes of `ringfleet run` beyond the job's own.

@@ -174,7 +174,7 @@ def run_gate(
     console: Console | None = None,
 ) -> list[PerfResult]:
     """Run every benchmark on every pool with nodes; update `baselines` in place."""
-    from ringfleet.run import run_job
+    from ringfleet.jobs.run import run_job
 
     console = console or Console(stderr=True)
     results: list[PerfResult] = []
@@ -241,8 +241,8 @@ def run_gate(
 
 def _read_metric(spec: ClusterSpec, run, bench: Benchmark) -> float | None:
     """The metric from the result file the job left in its run directory on shared storage."""
-    from ringfleet.engine import docker_client
-    from ringfleet.nodeshell import DockerNode
+    from ringfleet.nodes.docker import DockerNode
+    from ringfleet.providers.docker.engine import docker_client
 
     client = docker_client()
     for node in spec.nodes:
@@ -307,9 +307,9 @@ def results_json(spec: ClusterSpec, results: list[PerfResult], tolerance: float)
 
 def save_report(spec: ClusterSpec, results: list[PerfResult], tolerance: float) -> str:
     """Write perf.json and perf.md into a run directory on shared storage; returns its path."""
-    from ringfleet.engine import docker_client
-    from ringfleet.nodeshell import DockerNode
-    from ringfleet.run import RUNS_DIRNAME
+    from ringfleet.jobs.run import RUNS_DIRNAME
+    from ringfleet.nodes.docker import DockerNode
+    from ringfleet.providers.docker.engine import docker_client
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     run_dir = f"{spec.cluster.storage.mount.rstrip('/')}/{RUNS_DIRNAME}/verify-perf-{stamp}"

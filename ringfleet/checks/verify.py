@@ -2,7 +2,7 @@
 
 Every input is read and checked before any node is touched: the env's spec, its
 inventory, its lock and its perf baselines. Then the suite in
-`ringfleet/verify_suite/` runs with pytest over the inventory, each node is compared
+`ringfleet/checks/suite/` runs with pytest over the inventory, each node is compared
 with its pool's lock (or its pool's peers), and with --perf the benchmarks run.
 """
 
@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ringfleet import lock as lockmod
+from ringfleet.checks import lock as lockmod
+from ringfleet.checks.suite.targets import Inventory, ansible_bin, node_shells, read_inventory
+from ringfleet.converge.inventory import inventory_path
 from ringfleet.errors import RingfleetError
-from ringfleet.inventory import inventory_path
 from ringfleet.spec import ClusterSpec
-from ringfleet.verify_suite.targets import Inventory, ansible_bin, node_shells, read_inventory
 
-SUITE_DIR = Path(__file__).resolve().parent / "verify_suite"
+SUITE_DIR = Path(__file__).resolve().parent / "suite"
 # A suite that hangs (a node that stops answering) must not hold CI forever.
 SUITE_TIMEOUT = 1800
 
@@ -225,7 +225,7 @@ def markdown(report: Report) -> str:
     if report.notes:
         out.append("")
     if report.perf is not None:
-        from ringfleet.perfgate import results_markdown
+        from ringfleet.checks.perfgate import results_markdown
 
         out += ["### Performance", "", results_markdown(report.perf, report.tolerance)]
         if report.perf_dir:
@@ -272,7 +272,7 @@ def ansible_ready() -> None:
 
 def read_inputs(spec: ClusterSpec, root: Path, perf: bool) -> Inputs:
     """Check every file verify reads; each problem is a one-line RingfleetError (exit 2)."""
-    from ringfleet.perfgate import baseline_path, read_baselines
+    from ringfleet.checks.perfgate import baseline_path, read_baselines
 
     env = spec.env
     if perf and spec.cluster.provider != "docker":
@@ -304,7 +304,7 @@ def verify(
     """Run the checks asked for and return what they found; nothing is printed but progress."""
     from rich.console import Console
 
-    from ringfleet.perfgate import check_tolerance
+    from ringfleet.checks.perfgate import check_tolerance
 
     console = console or Console()
     check_tolerance(tolerance)
@@ -324,7 +324,7 @@ def verify(
     check_drift(inputs, inventory, report)
     report.seconds["drift"] = time.monotonic() - started
     if perf:
-        from ringfleet.perfgate import run_gate, save_report, write_baselines
+        from ringfleet.checks.perfgate import run_gate, save_report, write_baselines
 
         started = time.monotonic()
         baselines = inputs.baselines or {}
@@ -355,7 +355,7 @@ def print_report(report: Report, console) -> None:
     for note in report.notes:
         console.print(f"note: {note}", highlight=False, markup=False)
     if report.perf is not None:
-        from ringfleet.perfgate import describe
+        from ringfleet.checks.perfgate import describe
 
         table = Table(title=f"performance (tolerance {report.tolerance:.0%})", title_justify="left")
         for column in ("pool", "benchmark", "result"):

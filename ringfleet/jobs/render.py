@@ -13,9 +13,9 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
 
-from ringfleet import rankexec
 from ringfleet.errors import RingfleetError
-from ringfleet.jobs import Job, place
+from ringfleet.jobs import rankexec
+from ringfleet.jobs.spec import Job, place
 from ringfleet.safetext import comment
 from ringfleet.spec import ClusterSpec, ResolvedPool, project_root
 
@@ -45,7 +45,7 @@ HOROVOD_MPI_ARGS = ["--mpi"]
 # Thread tuning for CPU ranks. Several ranks may share a node, and OpenMP, MKL and
 # TensorFlow each size their pools to every core of it, which oversubscribes the node
 # ranks-fold; one rank alone on a node with one thread would leave its other cores idle.
-# So the thread counts are not rendered: each rank's wrapper (ringfleet/rankexec.py) sets
+# So the thread counts are not rendered: each rank's wrapper (ringfleet/jobs/rankexec.py) sets
 # them to max(threads_per_rank, node cores // ranks on the node), from its own node, unless
 # the job sets them. The render only passes the pool's floor.
 THREADS_PER_RANK_VAR = rankexec.THREADS_PER_RANK_VAR

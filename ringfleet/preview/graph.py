@@ -1,7 +1,7 @@
 """The Pulumi resource graph offline: compare two recordings and estimate replacements.
 
 A recording is what the Pulumi program registered under mocks
-(`stacks.testing.run_program`): no engine, no cloud, no credentials. Mocks cannot
+(`stacks.mocks.run_program`): no engine, no cloud, no credentials. Mocks cannot
 ask a provider whether a change needs a new resource, so `REPLACE_INPUTS` says,
 per resource type, which inputs force one (the providers mark them forceNew).
 Every other changed input is an update in place. This is an estimate;

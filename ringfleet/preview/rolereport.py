@@ -11,8 +11,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ringfleet.markdown import code, details, fenced, table
-from ringfleet.rolediff import MISSING, PLAYBOOKS, FileChange, RoleDiff, with_included
+from ringfleet.preview.markdown import code, details, fenced, table
+from ringfleet.preview.rolediff import MISSING, PLAYBOOKS, FileChange, RoleDiff, with_included
 
 NONE = "—"
 # Hosts of a pool that get a role; None: every host.
@@ -96,7 +96,7 @@ def roles_section(roles: Any) -> list[str]:
     if docs:
         lines += [
             "",
-            "Changed but cannot reach a node (the rule of `ringfleet/nodefiles.py`), "
+            "Changed but cannot reach a node (the rule of `ringfleet/converge/nodefiles.py`), "
             "so not counted: " + ", ".join(code(p, cell=False) for p in docs) + ".",
         ]
     return lines

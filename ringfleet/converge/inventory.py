@@ -12,9 +12,9 @@ from typing import Any
 
 import yaml
 
-from ringfleet import outputs as out
 from ringfleet.errors import RingfleetError
-from ringfleet.fileio import write_atomic
+from ringfleet.files import write_atomic
+from ringfleet.providers import outputs as out
 
 # The group the nvidia role's play targets (site.yml).
 NVIDIA_GROUP = "nvidia_gpu"

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ringfleet.converge.inventory import load_outputs, render_inventory
 from ringfleet.errors import RingfleetError
-from ringfleet.inventory import load_outputs, render_inventory
-from ringfleet.outputs import static_outputs
+from ringfleet.providers.outputs import static_outputs
 from ringfleet.spec import load_spec, project_root
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ def stack_up(env: str, on_output: OnOutput = _echo) -> StackOutputs:
 def save_stack_outputs(root: Path, env: str, outputs: StackOutputs) -> Path:
     """Write the plain outputs to `.ringfleet/ENV/outputs.json`; of the secrets only the
     SSH login key is kept, in its own 0600 file (`state.write_stack_key`)."""
-    from ringfleet.outputs import OUT_SSH_PRIVATE_KEY
+    from ringfleet.providers.outputs import OUT_SSH_PRIVATE_KEY
     from ringfleet.state import write_outputs, write_stack_key
 
     key = outputs.secrets.get(OUT_SSH_PRIVATE_KEY)

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from ringfleet import compat
+from ringfleet.checks.suite.targets import NVIDIA_GROUP, Inventory, NodeShell, read_inventory
 from ringfleet.errors import RingfleetError
-from ringfleet.verify_suite.targets import NVIDIA_GROUP, Inventory, NodeShell, read_inventory
 
 INVENTORY_KEY = pytest.StashKey[Inventory]()
 # Values of the roles' defaults, used when the inventory does not set them.
@@ -93,7 +93,7 @@ def inventory(pytestconfig: pytest.Config) -> Inventory:
 
 @pytest.fixture(scope="session")
 def shells(inventory: Inventory) -> dict[str, NodeShell]:
-    from ringfleet.verify_suite.targets import node_shells
+    from ringfleet.checks.suite.targets import node_shells
 
     return node_shells(inventory)
 

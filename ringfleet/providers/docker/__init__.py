@@ -1,0 +1,1 @@
+"""ringfleet.providers.docker."""
