@@ -36,7 +36,7 @@ pins: setup
 
 # Rewrite tests/data/repro/ringfleet.lock from a cold build, on purpose only (docs/pinning.md).
 repro-lock: setup
-	RINGFLEET_REPRO_UPDATE=1 $(VENV)/bin/pytest -ra -m repro tests/test_reproducible.py
+	RINGFLEET_REPRO_UPDATE=1 $(VENV)/bin/pytest -ra -m repro tests/providers/test_reproducible.py
 	git diff --stat -- tests/data/repro/ringfleet.lock
 
 clean:

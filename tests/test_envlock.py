@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 from ringfleet.envlock import EXIT_BUSY, EnvBusy, env_lock
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 
-REPO = Path(__file__).resolve().parent.parent
 # Holds onprem's lock as `ringfleet up onprem` would, until its stdin closes or HOLD_FOR ends.
 HOLDER = """
 import sys, time
@@ -28,7 +27,7 @@ with env_lock(Path(sys.argv[1]), "onprem", 0, command="ringfleet up onprem"):
 
 @pytest.fixture
 def project(tmp_path) -> Path:
-    shutil.copy(REPO / "Pulumi.onprem.yaml", tmp_path / "Pulumi.onprem.yaml")
+    shutil.copy(ROOT / "Pulumi.onprem.yaml", tmp_path / "Pulumi.onprem.yaml")
     return tmp_path
 
 
@@ -37,7 +36,7 @@ def _hold(project: Path, seconds: float) -> subprocess.Popen:
         [sys.executable, "-c", HOLDER, str(project), str(seconds)],
         stdout=subprocess.PIPE,
         text=True,
-        cwd=REPO,
+        cwd=ROOT,
     )
     assert proc.stdout.readline().strip() == "held"
     return proc

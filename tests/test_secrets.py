@@ -23,8 +23,8 @@ from ringfleet.state import (
     cluster_keypair,
     converge_vars,
 )
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 # What `pulumi stack output --json` gives for aws-dev, minus the secret.
 SAMPLE = ROOT / "tests" / "data" / "outputs-aws-dev.json"
 SECRET_KEY = (

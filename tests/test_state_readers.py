@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -17,10 +16,9 @@ from ringfleet.checks import lock as lockmod
 from ringfleet.errors import RingfleetError
 from ringfleet.jobs.run import _record_lines, parse_run_record
 from ringfleet.providers.stackops import inventory_from_outputs
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 
-REPO = Path(__file__).resolve().parent.parent
-SAMPLE = json.loads((REPO / "tests" / "data" / "outputs-aws-dev.json").read_text())
+SAMPLE = json.loads((ROOT / "tests" / "data" / "outputs-aws-dev.json").read_text())
 
 
 def _set(path: tuple, value: object) -> Callable[[dict], None]:
@@ -110,7 +108,7 @@ def test_corrupt_outputs_file_is_one_line(tmp_path, case):
 
 
 def test_saved_outputs_of_the_local_env_not_utf8_exit_2_in_one_line(tmp_path):
-    (tmp_path / "Pulumi.local.yaml").write_bytes((REPO / "Pulumi.local.yaml").read_bytes())
+    (tmp_path / "Pulumi.local.yaml").write_bytes((ROOT / "Pulumi.local.yaml").read_bytes())
     saved = tmp_path / ".ringfleet" / "local" / "outputs.json"
     saved.parent.mkdir(parents=True)
     saved.write_bytes(b"\xff\xfe")

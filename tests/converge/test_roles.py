@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import ROOT
+
 DATA = ROOT / "tests" / "data" / "roles"
 BIN = Path(sys.executable).parent
 

@@ -28,9 +28,8 @@ from ringfleet.converge.siteroles import pattern_matches, pool_roles
 from ringfleet.errors import RingfleetError
 from ringfleet.preview import graph
 from ringfleet.preview.report import MARKER, live_flags, preview
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
 COPIED = [
     "Pulumi.yaml",
     "Pulumi.aws-dev.yaml",
@@ -76,7 +75,7 @@ TF214_PROFILE = """\
         tensorflow_package="tensorflow-cpu",
         horovod="0.28.1",
         mkl="2024.2.2",
-        tested="fixture of tests/test_preview.py only: never built",
+        tested="fixture of tests/preview/test_preview.py only: never built",
     ),
 """
 BIG_POOL = """\

@@ -5,18 +5,10 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
-import sys
-from pathlib import Path
-
-import pytest
-import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
-# stacks/ is the Pulumi program directory, not an installed package.
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 import pulumi  # noqa: E402
+import pytest
+import yaml
 
 from ringfleet.providers import outputs as out  # noqa: E402
 from ringfleet.spec import cluster_from_mapping, load_spec  # noqa: E402
@@ -32,6 +24,7 @@ from stacks.mocks import (  # noqa: E402
     set_ringfleet_mocks,
 )
 from stacks.options import stateful_opts  # noqa: E402
+from tests.conftest import ROOT
 
 SAMPLE = ROOT / "tests" / "data" / "outputs-aws-dev.json"
 SPEC = load_spec("aws-dev", ROOT)

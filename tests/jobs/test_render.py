@@ -29,10 +29,10 @@ from ringfleet.jobs.render import (
 from ringfleet.jobs.spec import Job, load_job
 from ringfleet.spec import ClusterSpec, cluster_from_mapping, load_spec
 from ringfleet.yamlio import read_yaml
+from tests.conftest import ROOT
 
-REPO = Path(__file__).resolve().parent.parent
-GOLDEN = REPO / "tests" / "golden"
-SCHEMA = REPO.parent / "shared" / "schemas" / "mpijob-v2beta1.schema.json"
+GOLDEN = ROOT / "tests" / "golden"
+SCHEMA = ROOT.parent / "shared" / "schemas" / "mpijob-v2beta1.schema.json"
 UPDATE_GOLDEN = os.environ.get("RINGFLEET_UPDATE_GOLDEN") == "1"
 
 
@@ -45,23 +45,23 @@ def with_launcher(job: Job, launcher: str) -> Job:
 
 @pytest.fixture(scope="module")
 def horovodrun(local: ClusterSpec, digits: Job) -> RenderedJob:
-    return render_job(local, digits, REPO)
+    return render_job(local, digits, ROOT)
 
 
 @pytest.fixture(scope="module")
 def mpirun(local: ClusterSpec, digits: Job) -> RenderedJob:
-    return render_job(local, with_launcher(digits, "mpirun"), REPO)
+    return render_job(local, with_launcher(digits, "mpirun"), ROOT)
 
 
 def job_from(tmp_path: Path, spec: ClusterSpec, **fields: object) -> Job:
     doc = {"name": "probe", "entry": {"script": "scripts/digits.py"}, **fields}
     path = tmp_path / "probe.yaml"
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
-    return load_job(path, spec, REPO)
+    return load_job(path, spec, ROOT)
 
 
 def render(tmp_path: Path, spec: ClusterSpec, **fields: object) -> RenderedJob:
-    return render_job(spec, job_from(tmp_path, spec, **fields), REPO)
+    return render_job(spec, job_from(tmp_path, spec, **fields), ROOT)
 
 
 def launcher_argv(rendered: RenderedJob) -> list[str]:
@@ -73,7 +73,7 @@ def launcher_argv(rendered: RenderedJob) -> list[str]:
 
 
 def local_with_ssh_port(port: int) -> ClusterSpec:
-    doc = read_yaml(REPO / "Pulumi.local.yaml")
+    doc = read_yaml(ROOT / "Pulumi.local.yaml")
     cluster = doc["config"]["ringfleet:cluster"]
     cluster["ssh"]["port"] = port
     return cluster_from_mapping(cluster, "Pulumi.local.yaml")
@@ -137,7 +137,7 @@ def test_mpijob_matches_the_schema(
 ) -> None:
     import jsonschema
 
-    manifest = yaml.safe_load(render(tmp_path, load_spec(env, REPO), **fields).mpijob)
+    manifest = yaml.safe_load(render(tmp_path, load_spec(env, ROOT), **fields).mpijob)
     jsonschema.validate(manifest, schema)
 
 
@@ -395,7 +395,7 @@ def test_wrapper_defaults_to_the_workdir(horovodrun: RenderedJob) -> None:
 
 
 def test_wrapper_path_can_be_given(local: ClusterSpec, digits: Job) -> None:
-    rendered = render_job(local, digits, REPO, wrapper="/shared/runs/r1/rankexec.py")
+    rendered = render_job(local, digits, ROOT, wrapper="/shared/runs/r1/rankexec.py")
     assert rendered.command[-4:-2] == (
         "/opt/ringfleet/venv/bin/python",
         "/shared/runs/r1/rankexec.py",
@@ -411,7 +411,7 @@ def test_gpu_ranks_pin_nccl_to_the_interface(tmp_path: Path, aws: ClusterSpec) -
 
 
 def local_on_profile(profile: str) -> ClusterSpec:
-    doc = read_yaml(REPO / "Pulumi.local.yaml")
+    doc = read_yaml(ROOT / "Pulumi.local.yaml")
     cluster = doc["config"]["ringfleet:cluster"]
     cluster["software"] = {"profile": profile}
     cluster["pools"] = [p for p in cluster["pools"] if not p.get("accelerator")]

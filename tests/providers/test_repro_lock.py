@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from tests.test_reproducible import lock_difference
+from tests.providers.test_reproducible import lock_difference
 
 LOCK = {
     "version": 1,

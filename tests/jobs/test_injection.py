@@ -21,10 +21,9 @@ from ringfleet.jobs.render import render_job, slurm_command
 from ringfleet.jobs.spec import load_job
 from ringfleet.spec import cluster_from_mapping, load_spec, load_spec_file
 from ringfleet.yamlio import read_yaml
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 
-REPO = Path(__file__).resolve().parent.parent
-LOCAL = read_yaml(REPO / "Pulumi.local.yaml")
+LOCAL = read_yaml(ROOT / "Pulumi.local.yaml")
 CONTROL_LINE = "must not contain control characters (newline, carriage return, tab, NUL, ...)"
 # Every line of these, if it ran as shell, would leave a file named pwned* behind.
 HOSTILE = [
@@ -108,7 +107,7 @@ JOB_FIELDS = {
 
 @pytest.fixture
 def local_spec():
-    return load_spec("local", REPO)
+    return load_spec("local", ROOT)
 
 
 def _job_dir(tmp_path: Path) -> Path:
@@ -149,7 +148,7 @@ def test_cluster_network_interface_must_be_an_interface_name(value):
 
 
 def _onprem(server: str) -> dict:
-    doc = read_yaml(REPO / "Pulumi.onprem.yaml")["config"]["ringfleet:cluster"]
+    doc = read_yaml(ROOT / "Pulumi.onprem.yaml")["config"]["ringfleet:cluster"]
     doc["storage"]["server"] = server
     return doc
 
@@ -188,7 +187,7 @@ def test_narrow_admin_cidr_is_accepted(cidr):
 @pytest.mark.parametrize("env", ["local\n", "local\nx", "../local"])
 def test_env_name_must_match_whole(env):
     with pytest.raises(RingfleetError) as caught:
-        load_spec(env, REPO)
+        load_spec(env, ROOT)
     assert caught.value.line().startswith("ringfleet: error: env: must be letters")
 
 
@@ -265,7 +264,7 @@ def hostile(tmp_path):
     }
     path = project / HOSTILE_FILE_NAME
     path.write_text(yaml.safe_dump(job), encoding="utf-8")
-    rendered = render_job(spec, load_job(path, spec, project), REPO)
+    rendered = render_job(spec, load_job(path, spec, project), ROOT)
     Path(workdir).mkdir(parents=True)
     return tmp_path, rendered
 

@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Callable
-from pathlib import Path
-
-import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-# stacks/ is the Pulumi program directory, not an installed package.
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 import pulumi  # noqa: E402
+import pytest
 
 from ringfleet.providers import outputs as out  # noqa: E402
 from ringfleet.providers.docker.container import (  # noqa: E402
@@ -28,6 +20,7 @@ from ringfleet.providers.docker.images import node_image_tag  # noqa: E402
 from ringfleet.spec import load_spec  # noqa: E402
 from stacks import docker_cluster  # noqa: E402
 from stacks.mocks import ProgramRun, run_program, set_ringfleet_mocks  # noqa: E402
+from tests.conftest import ROOT
 
 SPEC = load_spec("local", ROOT)
 POOLS = sorted(SPEC.pools)

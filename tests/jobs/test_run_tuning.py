@@ -11,7 +11,7 @@ import re
 import pytest
 
 from tests.conftest import ROOT, run_cli
-from tests.test_run import node_exec, record_dir
+from tests.jobs.test_run import node_exec, record_dir
 
 pytestmark = pytest.mark.docker
 

@@ -11,9 +11,9 @@ import yaml
 from ringfleet.errors import USAGE_EXIT, RingfleetError
 from ringfleet.jobs.spec import Job, duration_seconds, load_job, place, require_script
 from ringfleet.spec import ClusterSpec, cluster_from_mapping, load_spec
+from tests.conftest import ROOT
 
-REPO = Path(__file__).resolve().parent.parent
-BROKEN = REPO / "tests" / "data" / "jobs"
+BROKEN = ROOT / "tests" / "data" / "jobs"
 ENTRY = {"script": "scripts/digits.py"}
 
 
@@ -26,7 +26,7 @@ def job_from(tmp_path: Path, spec: ClusterSpec, **fields: object) -> Job:
     doc = {"name": "probe", "entry": ENTRY, **fields}
     path = tmp_path / "probe.yaml"
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
-    return load_job(path, spec, REPO)
+    return load_job(path, spec, ROOT)
 
 
 # --- the shipped job specs -------------------------------------------------------------------
@@ -55,12 +55,12 @@ def test_digits_job(digits: Job, attribute: str, expected: object) -> None:
 
 
 def test_entry_path_is_absolute_for_a_relative_job_path(local: ClusterSpec) -> None:
-    relative = Path(os.path.relpath(REPO / "jobs" / "digits.yaml"))
-    assert load_job(relative, local, REPO).entry_path.is_absolute()
+    relative = Path(os.path.relpath(ROOT / "jobs" / "digits.yaml"))
+    assert load_job(relative, local, ROOT).entry_path.is_absolute()
 
 
 def test_digits_script_is_looked_for_beside_the_job_file(digits: Job) -> None:
-    assert digits.entry_path == REPO / "jobs" / "scripts" / "digits.py"
+    assert digits.entry_path == ROOT / "jobs" / "scripts" / "digits.py"
 
 
 @pytest.mark.parametrize(
@@ -74,7 +74,7 @@ def test_digits_script_is_looked_for_beside_the_job_file(digits: Job) -> None:
     ],
 )
 def test_synthetic_job(local: ClusterSpec, attribute: str, expected: object) -> None:
-    job = load_job(REPO / "jobs" / "synthetic.yaml", local, REPO)
+    job = load_job(ROOT / "jobs" / "synthetic.yaml", local, ROOT)
     assert getattr(job, attribute) == expected
 
 
@@ -136,7 +136,7 @@ def test_duration_seconds_refuses(given: object) -> None:
 
 def test_script_falls_back_to_the_project_root(tmp_path: Path, local: ClusterSpec) -> None:
     job = job_from(tmp_path, local, pool="cpu", processes=1, entry={"script": "pyproject.toml"})
-    assert job.entry_path == REPO / "pyproject.toml"
+    assert job.entry_path == ROOT / "pyproject.toml"
 
 
 def test_script_beside_the_job_file_wins(tmp_path: Path, local: ClusterSpec) -> None:
@@ -196,7 +196,7 @@ def test_require_script_refuses_a_missing_script(tmp_path: Path, local: ClusterS
 def test_place(
     tmp_path: Path, env: str, fields: dict, expected: list[tuple[str, int]]
 ) -> None:
-    spec = load_spec(env, REPO)
+    spec = load_spec(env, ROOT)
     assert place(spec, job_from(tmp_path, spec, **fields)) == expected
 
 
@@ -313,7 +313,7 @@ FILE_REFUSALS = {
 
 def _refusal(name: str, local: ClusterSpec) -> RingfleetError:
     with pytest.raises(RingfleetError) as err:
-        load_job(BROKEN / f"{name}.yaml", local, REPO)
+        load_job(BROKEN / f"{name}.yaml", local, ROOT)
     return err.value
 
 
@@ -346,5 +346,5 @@ def test_every_broken_file_has_an_expected_line() -> None:
 
 def test_missing_job_file(local: ClusterSpec) -> None:
     with pytest.raises(RingfleetError) as err:
-        load_job(REPO / "jobs" / "nope.yaml", local, REPO)
+        load_job(ROOT / "jobs" / "nope.yaml", local, ROOT)
     assert err.value.line() == "ringfleet: error: jobs/nope.yaml: no such file"

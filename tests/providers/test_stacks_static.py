@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import json
 import runpy
-import sys
-from pathlib import Path
-
-import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-# stacks/ is the Pulumi program directory, not an installed package.
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 import pulumi  # noqa: E402
+import pytest
 
 from ringfleet.providers import outputs as out  # noqa: E402
 from ringfleet.spec import CONFIG_KEY, load_spec  # noqa: E402
 from ringfleet.yamlio import read_yaml  # noqa: E402
 from stacks.mocks import ProgramRun, run_program, set_ringfleet_mocks  # noqa: E402
+from tests.conftest import ROOT
 
 SPEC = load_spec("onprem", ROOT)
 HOSTS = [(pool.name, host) for pool in SPEC.cluster.pools for host in pool.hosts or []]

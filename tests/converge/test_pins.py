@@ -16,7 +16,7 @@ import pytest
 
 from ringfleet import compat
 from ringfleet.providers.docker.baseimage import BASE_PACKAGES_FILE, record_packages
-from tests.test_roles import DATA, ROOT, _load, _playbook, _shown, _tasks
+from tests.converge.test_roles import DATA, ROOT, _load, _playbook, _shown, _tasks
 
 LOCK_DIR = ROOT / "roles" / "tensorflow" / "files"
 LOCKS = sorted(LOCK_DIR.glob("requirements-*.txt"))

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import re
 import shlex
-from pathlib import Path
 
 from ringfleet.jobs import run
 from ringfleet.jobs.render import render_job
 from ringfleet.jobs.spec import load_job
+from tests.conftest import ROOT
 
-REPO = Path(__file__).resolve().parent.parent
 RUN_DIR = "/shared/runs/digits-20260101T000000Z-0a1b2c"
 
 
@@ -25,15 +24,15 @@ def test_run_id_is_job_time_and_random_hex():
 
 
 def test_mpirun_reads_the_hostfile_of_the_run(local):
-    job = load_job(REPO / "jobs" / "digits.yaml", local, REPO)
-    rendered = render_job(local, job, REPO, hostfile=f"{RUN_DIR}/hostfile")
+    job = load_job(ROOT / "jobs" / "digits.yaml", local, ROOT)
+    rendered = render_job(local, job, ROOT, hostfile=f"{RUN_DIR}/hostfile")
     argv = shlex.split(rendered.mpirun_equivalent)
     assert argv[argv.index("--hostfile") + 1] == f"{RUN_DIR}/hostfile"
 
 
 def test_launch_script_names_the_hostfile_of_the_run(local):
-    job = load_job(REPO / "jobs" / "digits.yaml", local, REPO)
-    rendered = render_job(local, job, REPO, hostfile=f"{RUN_DIR}/hostfile")
+    job = load_job(ROOT / "jobs" / "digits.yaml", local, ROOT)
+    rendered = render_job(local, job, ROOT, hostfile=f"{RUN_DIR}/hostfile")
     assert f"# The same launch with plain mpirun, which reads {RUN_DIR}/hostfile:" in (
         rendered.script.splitlines()
     )

@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 
 from ringfleet.converge.inventory import AWS_LOGIN_USER, NVIDIA_GROUP, pool_group
 from ringfleet.errors import RingfleetError
 from ringfleet.providers import stackops
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tests" / "data" / "outputs-aws-dev.json"
 SAMPLE_DATA = json.loads(SAMPLE.read_text(encoding="utf-8"))
 SAMPLE_NODES = [
