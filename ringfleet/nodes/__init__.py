@@ -1,1 +1,57 @@
-"""ringfleet.nodes."""
+"""Node access: one protocol for every way the controller reaches a node.
+
+`run`, `runs`, `status`, `verify` and `lock` talk to nodes only through `Node`.
+Local nodes implement it over the Docker API (`nodes.docker.DockerNode`); hosts
+the user owns (static, aws) implement it over SSH (#12). Which implementation an
+env gets is the provider's choice (`ringfleet.providers`), never the caller's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
+
+RUNNING = "running"
+"""`Node.state()` of a node that answers; any other value says why it does not."""
+
+
+@runtime_checkable
+class Stream(Protocol):
+    """Output lines of a command still running on a node."""
+
+    done: bool
+
+    def read(self, start: int, wait: float) -> Iterator[str]:
+        """Lines from index `start`, waiting up to `wait` seconds for new ones."""
+        ...
+
+    def exit_code(self) -> int | None:
+        """The command's exit code once it ended, None while it runs."""
+        ...
+
+
+@runtime_checkable
+class Node(Protocol):
+    """One cluster node as the controller reaches it."""
+
+    name: str
+    """The inventory host name; errors name the node by it."""
+
+    def state(self) -> str:
+        """`RUNNING` when the node answers; otherwise a word saying why not."""
+        ...
+
+    def run(self, argv: list[str], user: str = "root", check: bool = True) -> tuple[int, str]:
+        """Run argv to completion as `user`; returns (exit code, combined output).
+
+        With `check`, a non-zero exit raises a one-line RingfleetError naming the node.
+        """
+        ...
+
+    def put_file(self, path: str, data: bytes, owner: tuple[int, int], mode: int = 0o644) -> None:
+        """Write one file (its directory must exist) owned by uid/gid `owner`."""
+        ...
+
+    def stream(self, argv: list[str], user: str, workdir: str | None = None) -> Stream:
+        """Start argv as `user` and return its output as it comes."""
+        ...
