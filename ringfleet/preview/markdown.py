@@ -8,6 +8,7 @@ table cells escape pipes; folded-block titles are HTML-escaped.
 
 from __future__ import annotations
 
+import difflib
 import html
 import json
 import re
@@ -15,6 +16,8 @@ from typing import Any
 
 # Longer values (user data, scripts) are cut in tables and lists; the diffs hold them whole.
 MAX_VALUE = 160
+# A cell for a side that has no value.
+NONE = "—"
 
 
 def code(value: Any, cell: bool = True) -> str:
@@ -49,3 +52,23 @@ def details(title: str, body: list[str]) -> list[str]:
     """A folded block; `title` is plain text (escaped here), `body` Markdown lines."""
     summary = html.escape(" ".join(title.split()))
     return [f"<details><summary>{summary}</summary>", "", *body, "", "</details>"]
+
+
+def unified(base: str | None, head: str | None, name: str) -> str:
+    """A unified diff of two texts; a missing side diffs as empty."""
+    return "".join(
+        difflib.unified_diff(
+            (base or "").splitlines(keepends=True),
+            (head or "").splitlines(keepends=True),
+            fromfile=f"base/{name}",
+            tofile=f"head/{name}",
+        )
+    )
+
+
+def paragraphs(*parts: list[str]) -> list[str]:
+    """Markdown blocks joined by one blank line."""
+    lines: list[str] = []
+    for part in parts:
+        lines += [""] * bool(lines) + part
+    return lines

@@ -1,6 +1,6 @@
 """The role changes of `ringfleet preview` in Markdown: what moved in each role, and where.
 
-`ringfleet.rolediff` says what changed; this module says which pools of which envs
+`ringfleet.preview.rolediff` says what changed; this module says which pools of which envs
 each change reaches (the roles `site.yml` applies to a pool, plus the roles they
 include) and writes it so that no value from the repository can break the report.
 """
@@ -11,10 +11,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ringfleet.preview.markdown import code, details, fenced, table
+from ringfleet.preview.markdown import NONE, code, details, fenced, table
 from ringfleet.preview.rolediff import MISSING, PLAYBOOKS, FileChange, RoleDiff, with_included
 
-NONE = "—"
 # Hosts of a pool that get a role; None: every host.
 Hosts = list[str] | None
 # env -> pool -> hosts.

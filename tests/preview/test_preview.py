@@ -27,7 +27,8 @@ import yaml
 from ringfleet.converge.siteroles import pattern_matches, pool_roles
 from ringfleet.errors import RingfleetError
 from ringfleet.preview import graph
-from ringfleet.preview.report import MARKER, live_flags, preview
+from ringfleet.preview.infra import live_flags
+from ringfleet.preview.report import MARKER, preview
 from tests.conftest import ROOT, run_cli
 
 COPIED = [
@@ -751,7 +752,7 @@ def summary_cell(text: str, env: str) -> str:
 
 def image_tags(repo: Path, rev: str, env: str) -> dict[str, str]:
     """Each pool's node image tag, from the revision's files (HEAD: the working tree)."""
-    from ringfleet.preview.report import export_revision, resolve_base
+    from ringfleet.preview.revision import export_revision, resolve_base
     from ringfleet.providers.docker.images import node_image_tag
     from ringfleet.spec import load_spec
 
