@@ -60,7 +60,12 @@ def _record(root: str, envs: list[str]) -> dict:
     modules = layout(base)
 
     def name(attr: str) -> Any:
-        return getattr(importlib.import_module(modules[attr]), attr)
+        module = importlib.import_module(modules[attr])
+        # An editable install of the running ringfleet finds a submodule the revision
+        # lacks in the running tree: that would be the head's code, not the revision's.
+        if not Path(module.__file__ or "").resolve().is_relative_to(base.resolve()):
+            raise ImportError(f"{modules[attr]} is not in the revision")
+        return getattr(module, attr)
 
     def problem(exc: BaseException) -> str:
         line = getattr(exc, "line", None)

@@ -13,6 +13,7 @@ report as the control: same summary, same infrastructure and jobs parts.
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import subprocess
 import sys
@@ -156,6 +157,23 @@ def test_revision_with_record_py_is_run_as_its_module(tmp_path):
 
 def test_revision_without_record_py_runs_the_frozen_program(tmp_path):
     assert record_command(tmp_path) == [sys.executable, str(FLAT_RECORD)]
+
+
+def test_frozen_program_does_not_borrow_a_module_the_revision_lacks(tmp_path):
+    # The editable install of the running ringfleet would find `ringfleet/jobs` in the
+    # running tree: the jobs would render with the head's code, not the revision's.
+    write_old_tree(OLD_BASES["packages"], tmp_path)
+    shutil.rmtree(tmp_path / "ringfleet/jobs")
+    proc = subprocess.run(
+        [*record_command(tmp_path), str(tmp_path), "local"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    digits = json.loads(proc.stdout)["local"]["jobs"]["jobs/digits.yaml"]
+    # Not rendered: either nothing finds the module, or the guard refuses the one found.
+    assert list(digits) == ["error"], digits
 
 
 @pytest.mark.parametrize("env", ENVS)
