@@ -126,8 +126,28 @@ def record(root: str, envs: list[str]) -> dict[str, dict[str, Any]]:
         return {env: record_env(env, base) for env in envs}
 
 
+def borrowed(root: Path) -> list[str]:
+    """Modules of ringfleet or stacks loaded from outside the revision at `root`.
+
+    An editable install of the running ringfleet finds a subpackage the revision lacks
+    in the running tree: the record would then show the head's code as the revision's.
+    """
+    inside = root.resolve()
+    return sorted(
+        name
+        for name, module in list(sys.modules.items())
+        if name.split(".")[0] in ("ringfleet", "stacks")
+        and getattr(module, "__file__", None)
+        and not Path(module.__file__).resolve().is_relative_to(inside)
+    )
+
+
 def main(argv: list[str]) -> None:
-    sys.stdout.write(json.dumps(record(argv[0], argv[1:]), default=str))
+    result = record(argv[0], argv[1:])
+    foreign = borrowed(Path(argv[0]))
+    if foreign:
+        sys.exit(f"modules from outside the revision: {', '.join(foreign)}")
+    sys.stdout.write(json.dumps(result, default=str))
 
 
 if __name__ == "__main__":
