@@ -355,8 +355,8 @@ class EnvLock:
 
 def lock_env(root: Path, env: str, previous: dict[str, Any] | None = None) -> EnvLock:
     """Read every node of `env` (its rendered inventory) and build its lock."""
+    from ringfleet.checks.inventory import load_inventory
     from ringfleet.checks.suite.targets import node_shells
-    from ringfleet.checks.verify import load_inventory
 
     inv = load_inventory(root, env)
     shells = node_shells(inv)

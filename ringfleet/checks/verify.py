@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from ringfleet.checks import lock as lockmod
+from ringfleet.checks.inventory import rel, require_inventory
 from ringfleet.checks.suite.targets import Inventory, ansible_bin, node_shells, read_inventory
-from ringfleet.converge.inventory import inventory_path
 from ringfleet.errors import RingfleetError
 from ringfleet.spec import ClusterSpec
 
@@ -91,29 +91,6 @@ class Report:
         suite_ok = self.suite is None or self.suite.passed
         perf_ok = self.perf is None or all(r.passed for r in self.perf)
         return suite_ok and not self.drift and perf_ok
-
-
-def rel(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
-
-
-def require_inventory(root: Path, env: str) -> Path:
-    path = inventory_path(root, env)
-    if not path.is_file():
-        raise RingfleetError(
-            rel(path, root),
-            f"no inventory; run `ringfleet up {env}` or `ringfleet inventory {env} --write`",
-            str(path),
-        )
-    return path
-
-
-def load_inventory(root: Path, env: str) -> Inventory:
-    path = require_inventory(root, env)
-    return read_inventory(path, rel(path, root))
 
 
 def run_suite(inventory_file: Path, root: Path, stream=None) -> SuiteResult:
