@@ -14,6 +14,7 @@ import yaml
 
 from ringfleet.errors import RingfleetError
 from ringfleet.files import write_atomic
+from ringfleet.paths import inventory_path
 from ringfleet.providers import outputs as out
 
 # The group the nvidia role's play targets (site.yml).
@@ -225,10 +226,6 @@ def dump_inventory(inventory: dict[str, Any]) -> str:
     return "# Rendered by ringfleet from stack outputs; do not edit.\n" + yaml.dump(
         inventory, Dumper=_NoAliasDumper, sort_keys=False, default_flow_style=False
     )
-
-
-def inventory_path(root: Path, env: str) -> Path:
-    return root / "inventories" / env / "hosts.yml"
 
 
 def write_inventory(root: Path, env: str, inventory: dict[str, Any]) -> Path:

@@ -14,8 +14,9 @@ import docker.errors
 import docker.types
 from rich.console import Console
 
+from ringfleet import paths
 from ringfleet.converge.ansible import NODE_PART_TAG, ConvergeResult, converge
-from ringfleet.converge.inventory import inventory_path, render_inventory, write_inventory
+from ringfleet.converge.inventory import render_inventory, write_inventory
 from ringfleet.errors import RingfleetError
 from ringfleet.files import write_atomic
 from ringfleet.providers.docker.container import (
@@ -32,12 +33,10 @@ from ringfleet.providers.docker.engine import docker_client, has_nvidia_runtime
 from ringfleet.providers.docker.images import ensure_node_image, node_inputs_digest
 from ringfleet.providers.outputs import static_outputs
 from ringfleet.spec import ClusterSpec
-from ringfleet.state import STATE_DIRNAME, converge_vars, state_dir, write_outputs
+from ringfleet.state import converge_vars, state_dir, write_outputs
 
 # Shown in `status` and stored on the container so a later `up` can say what changed.
 LABEL_DEFINITION = "ringfleet.definition"
-# Per node, what its last successful converge depended on (.ringfleet/<env>/).
-FINGERPRINTS_FILE = "fingerprints.json"
 # The public host keys a node's peers must know; read with one exec per node.
 HOST_KEYS_GLOB = "/etc/ssh/ssh_host_*_key.pub"
 # How `up` converged: everything, only the node part, or nothing.
@@ -345,7 +344,9 @@ def node_fingerprints(root, client, spec, inventory, extravars) -> dict[str, dic
 
 
 def fingerprints_path(root: Path, env: str) -> Path:
-    return state_dir(root, env) / FINGERPRINTS_FILE
+    """Per node, what its last successful converge depended on."""
+    state_dir(root, env)
+    return paths.fingerprints_path(root, env)
 
 
 def read_fingerprints(root: Path, env: str) -> dict[str, dict[str, str]]:
@@ -416,8 +417,8 @@ def down(
             console.print(f"  volume {volume_name(spec)}: removed (shared data deleted)")
         except docker.errors.NotFound:
             pass
-        shutil.rmtree(root / STATE_DIRNAME / spec.env, ignore_errors=True)
-        inventory_path(root, spec.env).unlink(missing_ok=True)
+        shutil.rmtree(paths.env_state_dir(root, spec.env), ignore_errors=True)
+        paths.inventory_path(root, spec.env).unlink(missing_ok=True)
     else:
         console.print(f"  volume {volume_name(spec)}: kept (use --purge to delete shared data)")
     return removed
