@@ -77,11 +77,11 @@ def inventory(
 ) -> None:
     """Print the Ansible inventory of ENV, from stack outputs or (static envs) the spec."""
     from ringfleet.converge.inventory import dump_inventory, write_inventory
+    from ringfleet.paths import outputs_path
     from ringfleet.providers.stackops import inventory_from_outputs
-    from ringfleet.state import STATE_DIRNAME
 
     spec = load_spec(env)
-    saved = project_root() / STATE_DIRNAME / env / "outputs.json"
+    saved = outputs_path(project_root(), env)
     if outputs is None and spec.cluster.provider == "docker":
         # The local cluster has no Pulumi stack: `up` saved its outputs.
         if not saved.is_file():
@@ -466,7 +466,8 @@ def verify_nodes(
 
 
 def main() -> None:
-    """Entry point: user errors are one line on stderr and exit code 2."""
+    """Entry point: errors are one line on stderr; the exit code is the error's own
+    (2 bad input, 3 a runtime failure, 75 env busy; README "Exit codes")."""
     try:
         app()
     except RingfleetError as exc:

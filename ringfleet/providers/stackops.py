@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ringfleet.converge.inventory import load_outputs, render_inventory
-from ringfleet.errors import RingfleetError
+from ringfleet.errors import RingfleetError, RuntimeFailure
 from ringfleet.providers.outputs import static_outputs
 from ringfleet.spec import load_spec, project_root
 
@@ -57,9 +57,9 @@ def _stack(env: str, root: Path | None = None) -> auto.Stack:
     return auto.create_or_select_stack(stack_name=env, work_dir=str(root))
 
 
-def _failed(verb: str, env: str, exc: Exception) -> RingfleetError:
+def _failed(verb: str, env: str, exc: Exception) -> RuntimeFailure:
     lines = [line for line in str(exc).splitlines() if line.strip()]
-    return RingfleetError(
+    return RuntimeFailure(
         f"pulumi {verb} -s {env}", "failed; see pulumi's output above", lines[-1] if lines else None
     )
 

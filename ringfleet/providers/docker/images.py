@@ -11,6 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from ringfleet import paths
 from ringfleet.converge.nodefiles import IMAGE_INPUTS, reaches_node
 from ringfleet.spec import DEFAULT_DOCKER_IMAGE, ClusterSpec, ResolvedPool
 from ringfleet.state import HOST_CA_BUNDLE
@@ -113,9 +114,9 @@ def bake_image(client, spec: ClusterSpec, pool: ResolvedPool, root: Path, tag: s
 
     from ringfleet.converge.ansible import converge
     from ringfleet.converge.inventory import render_inventory, write_inventory_file
-    from ringfleet.errors import RingfleetError
+    from ringfleet.errors import RuntimeFailure
     from ringfleet.providers.outputs import OUT_POOLS, static_outputs
-    from ringfleet.state import converge_vars, state_dir
+    from ringfleet.state import bake_state_dir, converge_vars
 
     name = "ringfleet-bake-" + tag.rsplit("-", 1)[-1][:12]
     _remove_container(client, name)
@@ -134,14 +135,14 @@ def bake_image(client, spec: ClusterSpec, pool: ResolvedPool, root: Path, tag: s
         only = outputs[OUT_POOLS][pool.name]
         only["nodes"] = [{"name": name, "privateIp": None, "publicIp": None}]
         outputs[OUT_POOLS] = {pool.name: only}
-        bake_env = f"{spec.env}-bake-{pool.name}"
         inventory = render_inventory(outputs, "bake")
-        inv_path = write_inventory_file(state_dir(root, bake_env) / "hosts.yml", inventory)
+        bake_dir = bake_state_dir(root, spec.env, pool.name)
+        inv_path = write_inventory_file(bake_dir / paths.INVENTORY_NAME, inventory)
         extravars = {**converge_vars(root, spec.env), "ringfleet_baking": True}
         converge(
             root,
             inv_path,
-            state_dir(root, bake_env),
+            bake_dir,
             extravars=extravars,
             label=f"bake {pool.name}",
             console=console,
@@ -149,7 +150,7 @@ def bake_image(client, spec: ClusterSpec, pool: ResolvedPool, root: Path, tag: s
         record = f"mkdir -p {Path(NODE_IMAGE_FILE).parent} && echo {tag} > {NODE_IMAGE_FILE}"
         code, output = container.exec_run(["/bin/sh", "-c", f"{BAKE_CLEANUP} && {record}"])
         if code != 0:
-            raise RingfleetError(f"bake {pool.name}", "cleanup failed", output.decode()[-200:])
+            raise RuntimeFailure(f"bake {pool.name}", "cleanup failed", output.decode()[-200:])
         repo, _, version = tag.rpartition(":")
         container.commit(
             repository=repo,
