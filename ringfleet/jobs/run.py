@@ -31,8 +31,8 @@ from ringfleet import paths
 from ringfleet.errors import RingfleetError, RuntimeFailure, one_line
 from ringfleet.jobs.render import WRAPPER_NAME, render_job
 from ringfleet.jobs.spec import load_job, require_script
-from ringfleet.nodes.docker import DockerNode
-from ringfleet.providers.docker.engine import docker_client
+from ringfleet.nodes import RUNNING, Node
+from ringfleet.providers import for_spec
 from ringfleet.spec import ClusterSpec
 
 # Exit codes of `ringfleet run` beyond the job's own.
@@ -112,7 +112,7 @@ def _raise_interrupted(signum, frame) -> None:
     raise Interrupted(signum)
 
 
-def kill_run_processes(node: DockerNode, run_id: str, user: str) -> None:
+def kill_run_processes(node: Node, run_id: str, user: str) -> None:
     """Kill every process on `node` whose environment carries this run's id.
 
     Runs as `user`, the one the ranks run as: reading another user's
@@ -152,10 +152,8 @@ def run_job(
     into the run's directory; the job's own env wins over them, as over any setting.
     """
     console = console or Console()
-    if spec.cluster.provider != "docker":
-        raise RingfleetError(
-            "run", f"provider {spec.cluster.provider} is not supported by `run` yet; use docker"
-        )
+    provider = for_spec(spec)
+    provider.require_run()
     job = load_job(job_file, spec)
     run_id = new_run_id(job.name)
     mount = spec.cluster.storage.mount
@@ -165,9 +163,8 @@ def run_job(
     job = job.model_copy(update={"env": {**horovod, **job.env, **run_env}})
     wrapper = f"{run_dir}/{WRAPPER_NAME}"
     rendered = render_job(spec, job, hostfile=f"{run_dir}/hostfile", wrapper=wrapper)
-    client = docker_client()
     names = [name for name, _ in rendered.placement]
-    nodes = {name: DockerNode(client, name) for name in names}
+    nodes = provider.nodes(names)
     for name, node in nodes.items():
         if node.state() != "running":
             raise RuntimeFailure(
@@ -308,7 +305,7 @@ def _watch(stream, job, run_id, nodes, rank_nodes, log, per_rank, started, job_u
                 return reason, code, lost
 
 
-def _stop_ranks(node: DockerNode, run_id: str, user: str, console: Console) -> None:
+def _stop_ranks(node: Node, run_id: str, user: str, console: Console) -> None:
     """kill_run_processes, going on to the next node whatever happens on this one."""
     try:
         kill_run_processes(node, run_id, user)
@@ -352,10 +349,8 @@ def _save_record(node, run_dir, owner, log, per_rank, status) -> None:
 
 def list_runs(spec: ClusterSpec) -> list[dict]:
     """The status record of every run on shared storage, oldest first."""
-    client = docker_client()
-    for node in spec.nodes:
-        shell = DockerNode(client, node.name)
-        if shell.state() == "running":
+    for shell in for_spec(spec).nodes().values():
+        if shell.state() == RUNNING:
             break
     else:
         raise RuntimeFailure("runs", f"no node of {spec.env} is running; run `ringfleet up`")

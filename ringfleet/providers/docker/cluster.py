@@ -15,10 +15,11 @@ import docker.types
 from rich.console import Console
 
 from ringfleet import paths
-from ringfleet.converge.ansible import NODE_PART_TAG, ConvergeResult, converge
-from ringfleet.converge.inventory import render_inventory, write_inventory
+from ringfleet.converge.ansible import NODE_PART_TAG, ConvergeResult
+from ringfleet.converge.apply import ConvergePlan, apply
 from ringfleet.errors import RingfleetError
 from ringfleet.files import write_atomic
+from ringfleet.providers import NodeStatus
 from ringfleet.providers.docker.container import (
     LABEL_CLUSTER,
     LABEL_DEFINITION_HASH,
@@ -232,19 +233,44 @@ def up(
             report.unchanged.append(name)
     outputs = static_outputs(spec, node_addresses(client, spec))
     write_outputs(root, spec.env, outputs)
-    inventory = render_inventory(outputs, spec.display)
-    report.inventory = write_inventory(root, spec.env, inventory)
-    if converge_nodes and desired:
-        _converge(spec, root, client, inventory, images, report, console, force_converge)
+    converging = converge_nodes and bool(desired)
+    # Every local node is made from its pool's baked image: the converge checks it is.
+    extravars = (
+        {**converge_vars(root, spec.env), "ringfleet_node_images": images} if converging else {}
+    )
+
+    def plan(inventory: dict) -> ConvergePlan | None:
+        return _plan(spec, root, client, inventory, extravars, report, console, force_converge)
+
+    applied = apply(
+        root,
+        spec.env,
+        outputs,
+        where=spec.display,
+        label=f"converge {spec.env}",
+        console=console,
+        converge=converging,
+        extravars=extravars,
+        plan=plan,
+    )
+    report.inventory = applied.path
+    if applied.result is not None:
+        report.converge = applied.result
+        write_fingerprints(
+            root,
+            spec.env,
+            node_fingerprints(root, client, spec, applied.inventory, extravars),
+        )
     report.seconds = time.monotonic() - started
     return report
 
 
-def _converge(spec, root, client, inventory, images, report, console, force: bool) -> None:
-    """Converge the nodes that need it (all of site.yml with `force`), then record fingerprints."""
+def _plan(spec, root, client, inventory, extravars, report, console, force: bool):
+    """Which nodes need a converge (all of site.yml on all with `force`); None for none.
+
+    Says why on the console and forgets the fingerprints of the nodes it picks.
+    """
     nodes = sorted(n.name for n in spec.nodes)
-    # Every local node is made from its pool's baked image: the converge checks it is.
-    extravars = {**converge_vars(root, spec.env), "ringfleet_node_images": images}
     recorded = read_fingerprints(root, spec.env)
     current = node_fingerprints(root, client, spec, inventory, extravars)
     touched = set(report.created + report.recreated + report.started)
@@ -260,7 +286,7 @@ def _converge(spec, root, client, inventory, images, report, console, force: boo
             "vars, image, peers' host keys) matches its last converge"
         )
         console.print(f"  nothing changed: {report.reason}", highlight=False)
-        return
+        return None
     else:
         report.mode, tags, limit = CONVERGE_NODE_PART, NODE_PART_TAG, ",".join(sorted(stale))
         report.reason = "; ".join(f"{n}: {why}" for n, why in sorted(stale.items()))
@@ -269,21 +295,7 @@ def _converge(spec, root, client, inventory, images, report, console, force: boo
     # failed or interrupted run must not leave one that makes the next `up` skip them.
     kept = {} if force else {n: fp for n, fp in recorded.items() if n not in stale}
     write_fingerprints(root, spec.env, kept)
-    report.converge = converge(
-        root,
-        report.inventory,
-        state_dir(root, spec.env),
-        extravars=extravars,
-        limit=limit,
-        tags=tags,
-        label=f"converge {spec.env} ({report.mode})",
-        console=console,
-    )
-    write_fingerprints(
-        root,
-        spec.env,
-        node_fingerprints(root, client, spec, inventory, extravars),
-    )
+    return ConvergePlan(limit=limit, tags=tags, label=f"converge {spec.env} ({report.mode})")
 
 
 def touched_or_changed(node: str, touched: set[str], recorded: dict | None, now: dict) -> str:
@@ -361,15 +373,6 @@ def write_fingerprints(root: Path, env: str, data: dict[str, dict[str, str]]) ->
     return write_atomic(
         fingerprints_path(root, env), json.dumps(data, indent=2, sort_keys=True) + "\n"
     )
-
-
-@dataclass(frozen=True)
-class NodeStatus:
-    name: str
-    pool: str
-    state: str
-    ip: str
-    image: str
 
 
 def status(spec: ClusterSpec) -> list[NodeStatus]:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from ringfleet import paths
 from ringfleet.converge.nodefiles import IMAGE_INPUTS, reaches_node
-from ringfleet.spec import DEFAULT_DOCKER_IMAGE, ClusterSpec, ResolvedPool
+from ringfleet.providers.docker import DEFAULT_DOCKER_IMAGE
+from ringfleet.spec import ClusterSpec, ResolvedPool
 from ringfleet.state import HOST_CA_BUNDLE
 
 NODE_IMAGE_REPO = "ringfleet/node"
@@ -112,8 +113,7 @@ def bake_image(client, spec: ClusterSpec, pool: ResolvedPool, root: Path, tag: s
     """Converge a throwaway container with site.yml (baking mode) and commit it as `tag`."""
     import time
 
-    from ringfleet.converge.ansible import converge
-    from ringfleet.converge.inventory import render_inventory, write_inventory_file
+    from ringfleet.converge.apply import apply
     from ringfleet.errors import RuntimeFailure
     from ringfleet.providers.outputs import OUT_POOLS, static_outputs
     from ringfleet.state import bake_state_dir, converge_vars
@@ -135,17 +135,17 @@ def bake_image(client, spec: ClusterSpec, pool: ResolvedPool, root: Path, tag: s
         only = outputs[OUT_POOLS][pool.name]
         only["nodes"] = [{"name": name, "privateIp": None, "publicIp": None}]
         outputs[OUT_POOLS] = {pool.name: only}
-        inventory = render_inventory(outputs, "bake")
         bake_dir = bake_state_dir(root, spec.env, pool.name)
-        inv_path = write_inventory_file(bake_dir / paths.INVENTORY_NAME, inventory)
-        extravars = {**converge_vars(root, spec.env), "ringfleet_baking": True}
-        converge(
+        apply(
             root,
-            inv_path,
-            bake_dir,
-            extravars=extravars,
+            spec.env,
+            outputs,
+            where="bake",
             label=f"bake {pool.name}",
             console=console,
+            extravars=lambda: {**converge_vars(root, spec.env), "ringfleet_baking": True},
+            inventory_file=bake_dir / paths.INVENTORY_NAME,
+            state=bake_dir,
         )
         record = f"mkdir -p {Path(NODE_IMAGE_FILE).parent} && echo {tag} > {NODE_IMAGE_FILE}"
         code, output = container.exec_run(["/bin/sh", "-c", f"{BAKE_CLEANUP} && {record}"])
