@@ -18,14 +18,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ringfleet.errors import RingfleetError
 from ringfleet.providers import NodeStatus, Outputs, UpOptions
 from ringfleet.providers.base import ProviderBase
+from ringfleet.providers.docker.container import DEFAULT_DOCKER_IMAGE
 from ringfleet.spec.checks import where
 from ringfleet.spec.model import size_bytes
+
+__all__ = ["DEFAULT_DOCKER_IMAGE", "DOCKER_CONNECTION", "DockerProvider"]
 
 if TYPE_CHECKING:
     from ringfleet.nodes import Node
     from ringfleet.spec.model import Cluster, Pool
 
-DEFAULT_DOCKER_IMAGE = "ringfleet/base:bookworm"
 # Local nodes are converged through the Docker API: it works before sshd exists.
 DOCKER_CONNECTION = "community.docker.docker_api"
 # Below this a node cannot hold sshd, Python and a TensorFlow import.

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ringfleet import paths
 from ringfleet.converge.nodefiles import IMAGE_INPUTS, reaches_node
-from ringfleet.providers.docker import DEFAULT_DOCKER_IMAGE
+from ringfleet.providers.docker.container import DEFAULT_DOCKER_IMAGE
 from ringfleet.spec import ClusterSpec, ResolvedPool
 from ringfleet.state import HOST_CA_BUNDLE
 
