@@ -59,7 +59,8 @@ class NodeStatus:
 
 @dataclass
 class UpOptions:
-    """What `ringfleet up` was asked for."""
+    """What `up` (or `down`) was asked for, and where it reports: result lines to `say`
+    (stdout), progress to `console` (stderr)."""
 
     converge: bool = True
     force_converge: bool = False
@@ -86,6 +87,11 @@ class Provider(Protocol):
     @classmethod
     def check_pool(cls, cluster: Cluster, index: int, pool: Pool, display: str) -> None:
         """Refuse, in one line, a pool field this provider needs or does not use."""
+        ...
+
+    @classmethod
+    def check_storage(cls, cluster: Cluster, display: str) -> None:
+        """Refuse, in one line, shared storage this provider cannot serve as specified."""
         ...
 
     @classmethod
