@@ -76,24 +76,19 @@ def inventory(
     ] = False,
 ) -> None:
     """Print the Ansible inventory of ENV, from stack outputs or (static envs) the spec."""
+    from ringfleet.converge.apply import inventory_from_outputs
     from ringfleet.converge.inventory import dump_inventory, write_inventory
-    from ringfleet.providers.stackops import inventory_from_outputs
-    from ringfleet.state import STATE_DIRNAME
 
-    spec = load_spec(env)
-    saved = project_root() / STATE_DIRNAME / env / "outputs.json"
-    if outputs is None and spec.cluster.provider == "docker":
-        # The local cluster has no Pulumi stack: `up` saved its outputs.
-        if not saved.is_file():
-            raise RingfleetError(
-                "inventory", f"no outputs for {env!r} yet; run `ringfleet up {env}`"
-            )
-        outputs = saved
+    load_spec(env)
     inv = inventory_from_outputs(env, outputs)
     if write:
         path = write_inventory(project_root(), env, inv)
         err_console.print(f"wrote {path}")
     sys.stdout.write(dump_inventory(inv))
+
+
+def _say(line: str) -> None:
+    console.print(line, highlight=False)
 
 
 @app.command()
@@ -115,70 +110,16 @@ def up(
     docker envs run on this machine's Docker engine; aws envs go through Pulumi's
     Automation API (needs the pulumi CLI); static envs create nothing and converge.
     """
+    from ringfleet.providers import UpOptions, for_spec
+
     spec = load_spec(env)
+    provider = for_spec(spec)
+    options = UpOptions(
+        converge=not no_converge, force_converge=force_converge, console=err_console, say=_say
+    )
     with _env_lock(env, lock_timeout):
-        console.print(f"up {env}: cluster {spec.cluster.name} ({spec.cluster.provider})")
-        if spec.cluster.provider == "docker":
-            _up_local(spec, not no_converge, force_converge)
-        else:
-            _up_remote(spec, not no_converge)
-
-
-def _up_local(spec, do_converge: bool, force_converge: bool = False) -> None:
-    from ringfleet.providers.docker import cluster as local
-
-    report = local.up(
-        spec,
-        project_root(),
-        console=err_console,
-        converge_nodes=do_converge,
-        force_converge=force_converge,
-    )
-    parts = [
-        f"{len(getattr(report, k))} {k}"
-        for k in ("created", "recreated", "started", "removed", "unchanged")
-        if getattr(report, k)
-    ]
-    if report.converge:
-        converged = f"converged ({report.mode}), ansible changed={report.converge.total_changed}"
-    else:
-        converged = report.mode or "not converged (--no-converge)"
-    console.print(
-        f"up {spec.env}: ready in {report.seconds:.1f} s; nodes: {', '.join(parts) or 'none'}; "
-        f"{converged}; inventory {report.inventory}",
-        highlight=False,
-    )
-
-
-def _up_remote(spec, do_converge: bool) -> None:
-    from ringfleet.converge.ansible import converge
-    from ringfleet.converge.inventory import render_inventory, write_inventory
-    from ringfleet.providers.outputs import static_outputs
-    from ringfleet.providers.stackops import StackOutputs, save_stack_outputs
-    from ringfleet.state import converge_vars, state_dir
-
-    root = project_root()
-    if spec.cluster.provider == "static":
-        # Bare metal: nothing to create, so no Pulumi CLI is needed to converge it.
-        made = StackOutputs(static_outputs(spec))
-    else:
-        from ringfleet.providers.stackops import stack_up
-
-        made = stack_up(spec.env)
-    outputs = made.values
-    save_stack_outputs(root, spec.env, made)
-    path = write_inventory(root, spec.env, render_inventory(outputs, spec.display))
-    console.print(f"up {spec.env}: inventory {path}")
-    if do_converge:
-        result = converge(
-            root,
-            path,
-            state_dir(root, spec.env),
-            extravars=converge_vars(root, spec.env),
-            label=f"converge {spec.env}",
-            console=err_console,
-        )
-        console.print(f"up {spec.env}: converged, ansible changed={result.total_changed}")
+        console.print(f"up {env}: cluster {spec.cluster.name} ({provider.name})")
+        provider.up(project_root(), options)
 
 
 @app.command()
@@ -190,29 +131,11 @@ def down(
     lock_timeout: LockTimeout = DEFAULT_LOCK_TIMEOUT,
 ) -> None:
     """Remove ENV's nodes (docker: shared data kept unless --purge; aws: pulumi destroy)."""
+    from ringfleet.providers import UpOptions, for_spec
+
     spec = load_spec(env)
     with _env_lock(env, lock_timeout):
-        _down(spec, purge)
-
-
-def _down(spec, purge: bool) -> None:
-    env = spec.env
-    if spec.cluster.provider == "docker":
-        from ringfleet.providers.docker import cluster as local
-
-        removed = local.down(spec, project_root(), purge=purge, console=err_console)
-        console.print(f"down {env}: removed {len(removed)} node(s)")
-    elif spec.cluster.provider == "static":
-        raise RingfleetError(
-            f"{spec.display}: cluster.provider",
-            "static clusters are bare metal; ringfleet never removes them",
-            "static",
-        )
-    else:
-        from ringfleet.providers.stackops import stack_down
-
-        stack_down(env)
-        console.print(f"down {env}: stack destroyed (protected resources are kept)")
+        for_spec(spec).down(project_root(), purge, UpOptions(console=err_console, say=_say))
 
 
 @app.command()
@@ -269,10 +192,10 @@ def status(env: EnvArg) -> None:
     """List ENV's nodes with pool, state, IP and image; exit 1 unless all are running."""
     from rich.table import Table
 
-    from ringfleet.providers.docker import cluster as local
+    from ringfleet.providers import for_spec
 
     spec = load_spec(env)
-    rows = local.status(spec)
+    rows = for_spec(spec).status()
     table = Table("node", "pool", "state", "ip", "image", title=f"{spec.cluster.name} ({env})")
     for r in rows:
         table.add_row(r.name, r.pool, r.state, r.ip, r.image)
@@ -466,7 +389,8 @@ def verify_nodes(
 
 
 def main() -> None:
-    """Entry point: user errors are one line on stderr and exit code 2."""
+    """Entry point: errors are one line on stderr; the exit code is the error's own
+    (2 bad input, 3 a runtime failure, 75 env busy; README "Exit codes")."""
     try:
         app()
     except RingfleetError as exc:

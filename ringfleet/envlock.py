@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ringfleet.errors import RingfleetError, one_line
 from ringfleet.files import private_dir
-from ringfleet.state import STATE_DIRNAME
+from ringfleet.paths import STATE_DIRNAME, env_lock_path, state_root
 
 # `ringfleet` exits with this when the env stays busy: EX_TEMPFAIL, "try again later".
 EXIT_BUSY = 75
@@ -38,7 +38,8 @@ class EnvBusy(RingfleetError):
 
 def lock_file(root: Path, env: str) -> Path:
     # Beside `.ringfleet/<env>/`, not in it: `down --purge` removes that directory.
-    return private_dir(root / STATE_DIRNAME) / f"{env}.lock"
+    private_dir(state_root(root))
+    return env_lock_path(root, env)
 
 
 def holder(path: Path) -> str:

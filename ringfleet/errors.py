@@ -1,10 +1,17 @@
-"""User-facing errors: one line, naming where and what, exit code 2."""
+"""User-facing errors: one line, naming where and what.
+
+Bad input (a spec, a job, a file, a missing tool) is a RingfleetError and exits 2;
+something that failed while running against machines (a node, Pulumi, Ansible, an
+image bake) is a RuntimeFailure and exits 3, so a script can tell "fix your input"
+from "look at the cluster" without reading the message.
+"""
 
 from __future__ import annotations
 
 import re
 
 USAGE_EXIT = 2
+RUNTIME_EXIT = 3
 # C0 controls, DEL and the Unicode line separators: any of them would break the one line.
 _LINE_BREAKERS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 
@@ -26,6 +33,13 @@ class RingfleetError(Exception):
         if self.show_got:
             text += f" (got {format_got(self.got)})"
         return text
+
+
+class RuntimeFailure(RingfleetError):
+    """A step that failed on the machines (node, Pulumi, Ansible, bake): `where` names
+    the node or the step; the same one-line form as input errors, exit code 3."""
+
+    exit_code = RUNTIME_EXIT
 
 
 def one_line(text: str) -> str:

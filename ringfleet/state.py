@@ -10,14 +10,15 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ringfleet import paths
 from ringfleet.errors import RingfleetError
 from ringfleet.files import private_dir, write_atomic
 
-STATE_DIRNAME = ".ringfleet"
-KEY_NAME = "id_ed25519"
-# The login key a Pulumi stack generated (aws): written from the secret stack output.
-STACK_KEY_NAME = "stack_key"
-OUTPUTS_NAME = "outputs.json"
+# Kept importable from here for callers that named them before ringfleet.paths existed.
+STATE_DIRNAME = paths.STATE_DIRNAME
+KEY_NAME = paths.KEY_NAME
+STACK_KEY_NAME = paths.STACK_KEY_NAME
+OUTPUTS_NAME = paths.OUTPUTS_NAME
 # Any permission for group or others on a private key: ssh itself refuses such a key.
 KEY_OPEN_BITS = 0o077
 # The controller's CA bundle, trusted by nodes so they reach PyPI through TLS proxies.
@@ -26,12 +27,19 @@ HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 def state_dir(root: Path, env: str) -> Path:
     """`.ringfleet/<env>/`, owner only (0700), like `.ringfleet/` itself."""
-    private_dir(root / STATE_DIRNAME)
-    return private_dir(root / STATE_DIRNAME / env)
+    private_dir(paths.state_root(root))
+    return private_dir(paths.env_state_dir(root, env))
+
+
+def bake_state_dir(root: Path, env: str, pool: str) -> Path:
+    """The state of one image bake (owner only), apart from the env's own."""
+    private_dir(paths.state_root(root))
+    return private_dir(paths.bake_state_dir(root, env, pool))
 
 
 def ssh_dir(root: Path, env: str) -> Path:
-    return private_dir(state_dir(root, env) / "ssh")
+    state_dir(root, env)
+    return private_dir(paths.ssh_dir(root, env))
 
 
 def check_private_key(path: Path, display: str | None = None) -> Path:
@@ -59,8 +67,9 @@ def cluster_keypair(root: Path, env: str) -> tuple[Path, Path]:
     A missing `.pub` is rebuilt from the private key: making a new pair would
     silently lock the controller out of nodes that trust the old one.
     """
-    ssh = ssh_dir(root, env)
-    private, public = ssh / KEY_NAME, ssh / f"{KEY_NAME}.pub"
+    ssh_dir(root, env)
+    private = paths.cluster_key_path(root, env)
+    public = private.with_name(f"{private.name}.pub")
     if private.exists():
         check_private_key(private, _rel(root, private))
         if not public.exists():
@@ -92,12 +101,14 @@ def _public_line(key: Any, env: str) -> bytes:
 
 def write_outputs(root: Path, env: str, outputs: dict[str, Any]) -> Path:
     """Save the non-secret stack outputs (0600); secrets never go to this file."""
-    path = state_dir(root, env) / OUTPUTS_NAME
+    state_dir(root, env)
+    path = paths.outputs_path(root, env)
     return write_atomic(path, json.dumps(outputs, indent=2, sort_keys=True) + "\n")
 
 
 def stack_key_path(root: Path, env: str) -> Path:
-    return state_dir(root, env) / "ssh" / STACK_KEY_NAME
+    state_dir(root, env)
+    return paths.stack_key_path(root, env)
 
 
 def write_stack_key(root: Path, env: str, pem: str) -> Path:
@@ -105,7 +116,8 @@ def write_stack_key(root: Path, env: str, pem: str) -> Path:
 
     Rewritten only when the stack's key changed, so its mtime says when it last did.
     """
-    path = ssh_dir(root, env) / STACK_KEY_NAME
+    ssh_dir(root, env)
+    path = paths.stack_key_path(root, env)
     data = pem if pem.endswith("\n") else pem + "\n"
     if path.exists() and path.read_text(encoding="utf-8", errors="replace") == data:
         check_private_key(path, _rel(root, path))

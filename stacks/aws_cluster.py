@@ -13,6 +13,7 @@ import pulumi_aws as aws
 import pulumi_tls as tls
 import yaml
 
+from ringfleet.providers.aws import AWS_LOGIN_USER
 from ringfleet.spec import ClusterSpec, ResolvedPool
 from stacks.exports import Made
 from stacks.options import stateful_opts
@@ -36,9 +37,9 @@ GPU_AMI_OWNER = "amazon"
 GPU_AMI_NAME = "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) *"
 AMI_ARCHITECTURE = "x86_64"
 
-# The inventory logs in to aws nodes as this user (ringfleet.converge.inventory.AWS_LOGIN_USER);
+# The inventory logs in to aws nodes as this user (the aws provider's host_vars);
 # cloud-init makes it on every image, as the GPU image's default user is `ubuntu`.
-LOGIN_USER = "admin"
+LOGIN_USER = AWS_LOGIN_USER
 
 # The NFS head node when storage is nfs and no server is named. The spec has no
 # fields for its size, so it is fixed here.

@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 from pulumi import automation as auto
 
-from ringfleet import cli
 from ringfleet.errors import RingfleetError
+from ringfleet.providers import UpOptions, for_spec, stackops
 from ringfleet.providers import outputs as out
-from ringfleet.providers import stackops
 from ringfleet.spec import load_spec
 from ringfleet.state import (
     KEY_NAME,
@@ -63,7 +62,7 @@ def upped(project, monkeypatch) -> Path:
     outputs = {k: auto.OutputValue(v, secret=False) for k, v in plain.items()}
     outputs[out.OUT_SSH_PRIVATE_KEY] = auto.OutputValue(SECRET_KEY, secret=True)
     monkeypatch.setattr(stackops, "_stack", lambda env, root=None: FakeStack(outputs))
-    cli._up_remote(spec, False)
+    for_spec(spec).up(project, UpOptions(converge=False, say=lambda line: None))
     return project
 
 

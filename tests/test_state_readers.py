@@ -13,9 +13,9 @@ from collections.abc import Callable
 import pytest
 
 from ringfleet.checks import lock as lockmod
+from ringfleet.converge.apply import inventory_from_outputs
 from ringfleet.errors import RingfleetError
 from ringfleet.jobs.run import _record_lines, parse_run_record
-from ringfleet.providers.stackops import inventory_from_outputs
 from tests.conftest import ROOT, run_cli
 
 SAMPLE = json.loads((ROOT / "tests" / "data" / "outputs-aws-dev.json").read_text())

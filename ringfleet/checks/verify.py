@@ -250,13 +250,15 @@ def ansible_ready() -> None:
 def read_inputs(spec: ClusterSpec, root: Path, perf: bool) -> Inputs:
     """Check every file verify reads; each problem is a one-line RingfleetError (exit 2)."""
     from ringfleet.checks.perfgate import baseline_path, read_baselines
+    from ringfleet.providers import for_spec
 
     env = spec.env
-    if perf and spec.cluster.provider != "docker":
+    provider = for_spec(spec)
+    if perf and not provider.runs_jobs:
         raise RingfleetError(
             "verify --perf",
             "the benchmarks run through `ringfleet run`, which supports provider docker only",
-            spec.cluster.provider,
+            provider.name,
         )
     inventory_file = require_inventory(root, env)
     lock_file = lockmod.lock_path(root, env)

@@ -17,7 +17,7 @@ from typing import Any
 
 from rich.console import Console
 
-from ringfleet.errors import RingfleetError
+from ringfleet.errors import RuntimeFailure
 
 SITE_PLAYBOOK = "site.yml"
 # A Docker exec now and then returns no output under load (seen here as the docker_api
@@ -175,7 +175,7 @@ def converge(
     )
     if result.status != "successful":
         first = progress.failures[0] if progress.failures else _tail(result)
-        raise RingfleetError(label, f"Ansible failed ({result.status})", first)
+        raise RuntimeFailure(label, f"Ansible failed ({result.status})", first)
     console.print(
         f"  {label}: ok in {seconds:.0f} s, changed={outcome.total_changed} "
         f"({', '.join(f'{h}={n}' for h, n in sorted(outcome.changed.items())) or 'none'})",

@@ -14,6 +14,8 @@ import yaml
 
 from ringfleet.errors import RingfleetError
 from ringfleet.files import write_atomic
+from ringfleet.paths import inventory_path
+from ringfleet.providers import IMPLEMENTATIONS, provider_class
 from ringfleet.providers import outputs as out
 
 # The group the nvidia role's play targets (site.yml).
@@ -22,11 +24,6 @@ CPU_GROUP = "cpu_nodes"
 GPU_GROUP = "gpu_nodes"
 NFS_SERVER_GROUP = "nfs_server"
 ALL_NODES_GROUP = "ringfleet_nodes"
-
-# Local nodes are converged through the Docker API: it works before sshd exists.
-DOCKER_CONNECTION = "community.docker.docker_api"
-# Debian AMIs log in as `admin`.
-AWS_LOGIN_USER = "admin"
 
 
 def pool_group(pool: str) -> str:
@@ -118,6 +115,11 @@ def render_inventory(data: dict[str, Any], where: str = "stack outputs") -> dict
         if key not in data:
             raise RingfleetError(f"{where}: {key}", "required stack output is missing")
     provider = _need(data, out.OUT_PROVIDER, where, str)
+    if provider not in IMPLEMENTATIONS:
+        raise RingfleetError(
+            f"{where}: {out.OUT_PROVIDER}", f"must be one of {', '.join(IMPLEMENTATIONS)}", provider
+        )
+    reach = provider_class(provider)
     pools = _need(data, out.OUT_POOLS, where, dict)
     storage = _need(data, out.OUT_STORAGE, where, dict)
     network = _need(data, out.OUT_NETWORK, where, dict)
@@ -154,19 +156,8 @@ def render_inventory(data: dict[str, Any], where: str = "stack outputs") -> dict
                 "ringfleet_slots": pool["slots"],
                 "ringfleet_accelerator": accelerator,
             }
-            if provider == "docker":
-                hv.update(
-                    ansible_connection=DOCKER_CONNECTION,
-                    ansible_host=node["name"],
-                    ansible_user="root",
-                )
-            else:
-                address = node.get("publicIp") or node.get("privateIp")
-                if not address:
-                    raise RingfleetError(f"{at}.nodes[{i}]", "has no address", node)
-                hv["ansible_host"] = address
-                if provider == "aws":
-                    hv["ansible_user"] = AWS_LOGIN_USER
+            # How Ansible reaches the node is the provider's to say (connection, host, user).
+            hv.update(reach.host_vars(node, f"{at}.nodes[{i}]"))
             if node.get("privateIp"):
                 hv["ringfleet_private_ip"] = node["privateIp"]
             hosts[node["name"]] = hv
@@ -225,10 +216,6 @@ def dump_inventory(inventory: dict[str, Any]) -> str:
     return "# Rendered by ringfleet from stack outputs; do not edit.\n" + yaml.dump(
         inventory, Dumper=_NoAliasDumper, sort_keys=False, default_flow_style=False
     )
-
-
-def inventory_path(root: Path, env: str) -> Path:
-    return root / "inventories" / env / "hosts.yml"
 
 
 def write_inventory(root: Path, env: str, inventory: dict[str, Any]) -> Path:

@@ -16,11 +16,10 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFo
 from ringfleet.errors import RingfleetError
 from ringfleet.jobs import rankexec
 from ringfleet.jobs.spec import Job, place
+from ringfleet.paths import NODE_VENV
 from ringfleet.safetext import comment
 from ringfleet.spec import ClusterSpec, ResolvedPool, project_root
 
-# The venv the tensorflow role builds on every node; horovodrun and python come from it.
-NODE_VENV = "/opt/ringfleet/venv"
 NODE_PYTHON = f"{NODE_VENV}/bin/python"
 HOROVODRUN = f"{NODE_VENV}/bin/horovodrun"
 # Debian's openmpi-bin puts mpirun on every node's default PATH.

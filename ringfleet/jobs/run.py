@@ -27,11 +27,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from ringfleet.errors import RingfleetError, one_line
+from ringfleet import paths
+from ringfleet.errors import RingfleetError, RuntimeFailure, one_line
 from ringfleet.jobs.render import WRAPPER_NAME, render_job
 from ringfleet.jobs.spec import load_job, require_script
-from ringfleet.nodes.docker import DockerNode
-from ringfleet.providers.docker.engine import docker_client
+from ringfleet.nodes import RUNNING, Node
+from ringfleet.providers import for_spec
 from ringfleet.spec import ClusterSpec
 
 # Exit codes of `ringfleet run` beyond the job's own.
@@ -50,7 +51,7 @@ WATCH_INTERVAL = 1.0
 ABORT_GRACE = 20.0
 # mpirun --tag-output prefixes every rank line with `[jobid,rank]<stream>:`.
 TAG_RE = re.compile(r"^\[(\d+),(\d+)\]<(stdout|stderr|stddiag)>:(.*)$")
-RUNS_DIRNAME = "runs"
+RUNS_DIRNAME = paths.RUNS_DIRNAME
 # Horovod's own switches, set in the ranks' environment by `run --timeline/--autotune`.
 # HOROVOD_TIMELINE: rank 0 writes every tensor's negotiate/allreduce phases as Chrome
 # trace events (a JSON array) to this file, viewable in chrome://tracing or Perfetto.
@@ -111,7 +112,7 @@ def _raise_interrupted(signum, frame) -> None:
     raise Interrupted(signum)
 
 
-def kill_run_processes(node: DockerNode, run_id: str, user: str) -> None:
+def kill_run_processes(node: Node, run_id: str, user: str) -> None:
     """Kill every process on `node` whose environment carries this run's id.
 
     Runs as `user`, the one the ranks run as: reading another user's
@@ -151,25 +152,22 @@ def run_job(
     into the run's directory; the job's own env wins over them, as over any setting.
     """
     console = console or Console()
-    if spec.cluster.provider != "docker":
-        raise RingfleetError(
-            "run", f"provider {spec.cluster.provider} is not supported by `run` yet; use docker"
-        )
+    provider = for_spec(spec)
+    provider.require_run()
     job = load_job(job_file, spec)
     run_id = new_run_id(job.name)
-    mount = spec.cluster.storage.mount.rstrip("/")
-    run_dir = f"{mount}/{RUNS_DIRNAME}/{run_id}"
+    mount = spec.cluster.storage.mount
+    run_dir = paths.run_dir(mount, run_id)
     horovod = horovod_env(run_dir, timeline, autotune)
     run_env = {"RINGFLEET_RUN_DIR": run_dir, "RINGFLEET_RUN_ID": run_id}
     job = job.model_copy(update={"env": {**horovod, **job.env, **run_env}})
     wrapper = f"{run_dir}/{WRAPPER_NAME}"
     rendered = render_job(spec, job, hostfile=f"{run_dir}/hostfile", wrapper=wrapper)
-    client = docker_client()
     names = [name for name, _ in rendered.placement]
-    nodes = {name: DockerNode(client, name) for name in names}
+    nodes = provider.nodes(names)
     for name, node in nodes.items():
         if node.state() != "running":
-            raise RingfleetError(
+            raise RuntimeFailure(
                 f"run {job.name}",
                 f"node {name} is {node.state()}; run `ringfleet up {spec.env}` first",
             )
@@ -178,11 +176,11 @@ def run_job(
     _, ids = first.run(["id", "-u", user])
     _, gids = first.run(["id", "-g", user])
     owner = (int(ids.strip()), int(gids.strip()))
-    first.run(["mkdir", "-p", f"{mount}/{RUNS_DIRNAME}", job.workdir], user=user)
+    first.run(["mkdir", "-p", paths.runs_dir(mount), job.workdir], user=user)
     # Without -p: mkdir fails when the directory exists, so no two runs share a record.
     made, output = first.run(["mkdir", run_dir], user=user, check=False)
     if made != 0:
-        raise RingfleetError(
+        raise RuntimeFailure(
             f"run {job.name}", f"cannot make the run directory {run_dir}", output.strip()
         )
     script_src = require_script(job)
@@ -307,7 +305,7 @@ def _watch(stream, job, run_id, nodes, rank_nodes, log, per_rank, started, job_u
                 return reason, code, lost
 
 
-def _stop_ranks(node: DockerNode, run_id: str, user: str, console: Console) -> None:
+def _stop_ranks(node: Node, run_id: str, user: str, console: Console) -> None:
     """kill_run_processes, going on to the next node whatever happens on this one."""
     try:
         kill_run_processes(node, run_id, user)
@@ -351,15 +349,12 @@ def _save_record(node, run_dir, owner, log, per_rank, status) -> None:
 
 def list_runs(spec: ClusterSpec) -> list[dict]:
     """The status record of every run on shared storage, oldest first."""
-    client = docker_client()
-    mount = spec.cluster.storage.mount.rstrip("/")
-    for node in spec.nodes:
-        shell = DockerNode(client, node.name)
-        if shell.state() == "running":
+    for shell in for_spec(spec).nodes().values():
+        if shell.state() == RUNNING:
             break
     else:
-        raise RingfleetError("runs", f"no node of {spec.env} is running; run `ringfleet up`")
-    runs_dir = shlex.quote(f"{mount}/{RUNS_DIRNAME}")
+        raise RuntimeFailure("runs", f"no node of {spec.env} is running; run `ringfleet up`")
+    runs_dir = shlex.quote(paths.runs_dir(spec.cluster.storage.mount))
     # One line per record: its path, a tab, its bytes in base64, so a record that is
     # not UTF-8 or not JSON is still told apart from the others and named.
     script = (

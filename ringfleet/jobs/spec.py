@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from ringfleet.errors import RingfleetError
+from ringfleet.paths import STATE_DIRNAME, state_root
 from ringfleet.pydantic_errors import to_ringfleet_error
 from ringfleet.safetext import refuse_control
 from ringfleet.spec import (
@@ -33,7 +34,6 @@ from ringfleet.spec import (
     Strict,
     project_root,
 )
-from ringfleet.state import STATE_DIRNAME
 from ringfleet.yamlio import read_yaml
 
 ROOT = "job"
@@ -298,7 +298,7 @@ def _script_source(file: JobFile, path: Path, root: Path, display: str) -> Path:
             "must stay inside the job file's directory or the project (symlinks resolved)",
             script,
         )
-    state = root.resolve() / STATE_DIRNAME
+    state = state_root(root.resolve())
     if found.is_relative_to(state):
         raise RingfleetError(
             where, f"must not be under {STATE_DIRNAME}/ (ringfleet's state)", script

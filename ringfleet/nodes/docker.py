@@ -16,7 +16,7 @@ from pathlib import PurePosixPath
 import docker
 import docker.errors
 
-from ringfleet.errors import RingfleetError
+from ringfleet.errors import RuntimeFailure
 
 
 class DockerNode:
@@ -40,7 +40,7 @@ class DockerNode:
         code, output = self.container().exec_run(argv, user=user, demux=False)
         text = (output or b"").decode(errors="replace")
         if check and code != 0:
-            raise RingfleetError(
+            raise RuntimeFailure(
                 self.name, f"command failed ({code}): {' '.join(argv)[:80]}", text.strip()[-200:]
             )
         return code, text
@@ -57,7 +57,7 @@ class DockerNode:
             info.mtime = int(time.time())
             tar.addfile(info, io.BytesIO(data))
         if not self.container().put_archive(str(target.parent), buf.getvalue()):
-            raise RingfleetError(self.name, f"could not write {path}")
+            raise RuntimeFailure(self.name, f"could not write {path}")
 
     def stream(self, argv: list[str], user: str, workdir: str | None = None) -> ExecStream:
         api = self.client.api

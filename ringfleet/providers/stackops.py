@@ -1,5 +1,8 @@
 """Run the Pulumi program of an env (up, preview, down, outputs) through the Automation API.
 
+The aws provider (providers/aws.py) makes its machines with these; `preview --live`
+uses them too.
+
 The Automation API drives the `pulumi` CLI, so every operation first checks the
 CLI is there and fails with one line saying how to install it.
 """
@@ -12,9 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ringfleet.converge.inventory import load_outputs, render_inventory
-from ringfleet.errors import RingfleetError
-from ringfleet.providers.outputs import static_outputs
+from ringfleet.errors import RingfleetError, RuntimeFailure
 from ringfleet.spec import load_spec, project_root
 
 if TYPE_CHECKING:
@@ -57,9 +58,9 @@ def _stack(env: str, root: Path | None = None) -> auto.Stack:
     return auto.create_or_select_stack(stack_name=env, work_dir=str(root))
 
 
-def _failed(verb: str, env: str, exc: Exception) -> RingfleetError:
+def _failed(verb: str, env: str, exc: Exception) -> RuntimeFailure:
     lines = [line for line in str(exc).splitlines() if line.strip()]
-    return RingfleetError(
+    return RuntimeFailure(
         f"pulumi {verb} -s {env}", "failed; see pulumi's output above", lines[-1] if lines else None
     )
 
@@ -138,17 +139,3 @@ def stack_outputs(env: str) -> dict[str, Any]:
     except auto.CommandError as exc:
         raise _failed("stack output", env, exc) from None
     return split_outputs(outputs).values
-
-
-def inventory_from_outputs(env: str, outputs_file: Path | None = None) -> dict[str, Any]:
-    """The Ansible inventory of ENV from an outputs JSON file, else from the stack.
-
-    A static env creates nothing, so without a file its outputs come from the
-    spec and the pulumi CLI is not needed.
-    """
-    if outputs_file is not None:
-        return render_inventory(load_outputs(outputs_file), str(outputs_file))
-    spec = load_spec(env)
-    if spec.cluster.provider == "static":
-        return render_inventory(static_outputs(spec), spec.display)
-    return render_inventory(stack_outputs(env), f"stack {env} outputs")

@@ -16,8 +16,8 @@ import yaml
 from rich.console import Console
 
 from ringfleet.converge.ansible import CONVERGE_ATTEMPTS, SITE_PLAYBOOK, converge
-from ringfleet.converge.inventory import DOCKER_CONNECTION
 from ringfleet.errors import RingfleetError
+from ringfleet.providers.docker import DOCKER_CONNECTION
 from tests.conftest import ROOT
 
 ABSENT_CONTAINER = "rf-convergetest-no-such-container"

@@ -23,8 +23,8 @@ import pytest
 import yaml
 
 from ringfleet.converge.ansible import ansible_env
-from ringfleet.converge.inventory import ALL_NODES_GROUP, DOCKER_CONNECTION, NFS_SERVER_GROUP
-from ringfleet.spec import DEFAULT_DOCKER_IMAGE
+from ringfleet.converge.inventory import ALL_NODES_GROUP, NFS_SERVER_GROUP
+from ringfleet.providers.docker import DEFAULT_DOCKER_IMAGE, DOCKER_CONNECTION
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.docker

@@ -189,7 +189,7 @@ def test_a_newer_ami_does_not_replace_the_nfs_head(nfs_run):
 
 
 def test_login_user_is_the_inventorys():
-    from ringfleet.converge.inventory import AWS_LOGIN_USER
+    from ringfleet.providers.aws import AWS_LOGIN_USER
 
     assert aws_cluster.LOGIN_USER == AWS_LOGIN_USER
 

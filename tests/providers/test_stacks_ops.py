@@ -8,9 +8,11 @@ import shutil
 
 import pytest
 
-from ringfleet.converge.inventory import AWS_LOGIN_USER, NVIDIA_GROUP, pool_group
+from ringfleet.converge.apply import inventory_from_outputs
+from ringfleet.converge.inventory import NVIDIA_GROUP, pool_group
 from ringfleet.errors import RingfleetError
 from ringfleet.providers import stackops
+from ringfleet.providers.aws import AWS_LOGIN_USER
 from tests.conftest import ROOT
 
 SAMPLE = ROOT / "tests" / "data" / "outputs-aws-dev.json"
@@ -37,7 +39,7 @@ def no_pulumi(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def inventory() -> dict:
-    return stackops.inventory_from_outputs("aws-dev", SAMPLE)
+    return inventory_from_outputs("aws-dev", SAMPLE)
 
 
 def children(inventory: dict) -> dict:
@@ -83,13 +85,13 @@ def test_every_stack_operation_checks_for_the_cli_first(no_pulumi, op):
 def test_inventory_without_a_file_needs_the_cli_for_aws(no_pulumi, monkeypatch):
     monkeypatch.setenv("RINGFLEET_ROOT", str(ROOT))
     with pytest.raises(RingfleetError) as caught:
-        stackops.inventory_from_outputs("aws-dev", None)
+        inventory_from_outputs("aws-dev", None)
     assert caught.value.line() == MISSING_CLI_LINE
 
 
 def test_inventory_of_a_static_env_needs_no_cli(no_pulumi, monkeypatch):
     monkeypatch.setenv("RINGFLEET_ROOT", str(ROOT))
-    inv = stackops.inventory_from_outputs("onprem", None)
+    inv = inventory_from_outputs("onprem", None)
     assert sorted(children(inv)[pool_group("gpu")]["hosts"]) == ["gpu01", "gpu02"]
 
 

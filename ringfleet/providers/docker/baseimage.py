@@ -19,7 +19,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from ringfleet.errors import RingfleetError
+from ringfleet.errors import RingfleetError, RuntimeFailure
 
 SUITE = "bookworm"
 # What Ansible needs on a node before any role runs.
@@ -132,7 +132,7 @@ def build_base_image(
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
-            raise RingfleetError("base image", "debootstrap failed", " ".join(tail))
+            raise RuntimeFailure("base image", "debootstrap failed", " ".join(tail))
         record_packages(root)
         (root / "etc/apt/sources.list").unlink(missing_ok=True)
         (root / "etc/apt/sources.list.d").mkdir(parents=True, exist_ok=True)
@@ -167,7 +167,7 @@ def record_packages(rootfs: Path) -> Path:
     )
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
-        raise RingfleetError("base image", "dpkg-query failed", " ".join(tail))
+        raise RuntimeFailure("base image", "dpkg-query failed", " ".join(tail))
     path = rootfs / BASE_PACKAGES_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(proc.stdout)

@@ -14,10 +14,12 @@ import docker.errors
 import docker.types
 from rich.console import Console
 
-from ringfleet.converge.ansible import NODE_PART_TAG, ConvergeResult, converge
-from ringfleet.converge.inventory import inventory_path, render_inventory, write_inventory
+from ringfleet import paths
+from ringfleet.converge.ansible import NODE_PART_TAG, ConvergeResult
+from ringfleet.converge.apply import ConvergePlan, apply
 from ringfleet.errors import RingfleetError
 from ringfleet.files import write_atomic
+from ringfleet.providers import NodeStatus
 from ringfleet.providers.docker.container import (
     LABEL_CLUSTER,
     LABEL_DEFINITION_HASH,
@@ -32,12 +34,10 @@ from ringfleet.providers.docker.engine import docker_client, has_nvidia_runtime
 from ringfleet.providers.docker.images import ensure_node_image, node_inputs_digest
 from ringfleet.providers.outputs import static_outputs
 from ringfleet.spec import ClusterSpec
-from ringfleet.state import STATE_DIRNAME, converge_vars, state_dir, write_outputs
+from ringfleet.state import converge_vars, state_dir, write_outputs
 
 # Shown in `status` and stored on the container so a later `up` can say what changed.
 LABEL_DEFINITION = "ringfleet.definition"
-# Per node, what its last successful converge depended on (.ringfleet/<env>/).
-FINGERPRINTS_FILE = "fingerprints.json"
 # The public host keys a node's peers must know; read with one exec per node.
 HOST_KEYS_GLOB = "/etc/ssh/ssh_host_*_key.pub"
 # How `up` converged: everything, only the node part, or nothing.
@@ -233,19 +233,44 @@ def up(
             report.unchanged.append(name)
     outputs = static_outputs(spec, node_addresses(client, spec))
     write_outputs(root, spec.env, outputs)
-    inventory = render_inventory(outputs, spec.display)
-    report.inventory = write_inventory(root, spec.env, inventory)
-    if converge_nodes and desired:
-        _converge(spec, root, client, inventory, images, report, console, force_converge)
+    converging = converge_nodes and bool(desired)
+    # Every local node is made from its pool's baked image: the converge checks it is.
+    extravars = (
+        {**converge_vars(root, spec.env), "ringfleet_node_images": images} if converging else {}
+    )
+
+    def plan(inventory: dict) -> ConvergePlan | None:
+        return _plan(spec, root, client, inventory, extravars, report, console, force_converge)
+
+    applied = apply(
+        root,
+        spec.env,
+        outputs,
+        where=spec.display,
+        label=f"converge {spec.env}",
+        console=console,
+        converge=converging,
+        extravars=extravars,
+        plan=plan,
+    )
+    report.inventory = applied.path
+    if applied.result is not None:
+        report.converge = applied.result
+        write_fingerprints(
+            root,
+            spec.env,
+            node_fingerprints(root, client, spec, applied.inventory, extravars),
+        )
     report.seconds = time.monotonic() - started
     return report
 
 
-def _converge(spec, root, client, inventory, images, report, console, force: bool) -> None:
-    """Converge the nodes that need it (all of site.yml with `force`), then record fingerprints."""
+def _plan(spec, root, client, inventory, extravars, report, console, force: bool):
+    """Which nodes need a converge (all of site.yml on all with `force`); None for none.
+
+    Says why on the console and forgets the fingerprints of the nodes it picks.
+    """
     nodes = sorted(n.name for n in spec.nodes)
-    # Every local node is made from its pool's baked image: the converge checks it is.
-    extravars = {**converge_vars(root, spec.env), "ringfleet_node_images": images}
     recorded = read_fingerprints(root, spec.env)
     current = node_fingerprints(root, client, spec, inventory, extravars)
     touched = set(report.created + report.recreated + report.started)
@@ -261,7 +286,7 @@ def _converge(spec, root, client, inventory, images, report, console, force: boo
             "vars, image, peers' host keys) matches its last converge"
         )
         console.print(f"  nothing changed: {report.reason}", highlight=False)
-        return
+        return None
     else:
         report.mode, tags, limit = CONVERGE_NODE_PART, NODE_PART_TAG, ",".join(sorted(stale))
         report.reason = "; ".join(f"{n}: {why}" for n, why in sorted(stale.items()))
@@ -270,21 +295,7 @@ def _converge(spec, root, client, inventory, images, report, console, force: boo
     # failed or interrupted run must not leave one that makes the next `up` skip them.
     kept = {} if force else {n: fp for n, fp in recorded.items() if n not in stale}
     write_fingerprints(root, spec.env, kept)
-    report.converge = converge(
-        root,
-        report.inventory,
-        state_dir(root, spec.env),
-        extravars=extravars,
-        limit=limit,
-        tags=tags,
-        label=f"converge {spec.env} ({report.mode})",
-        console=console,
-    )
-    write_fingerprints(
-        root,
-        spec.env,
-        node_fingerprints(root, client, spec, inventory, extravars),
-    )
+    return ConvergePlan(limit=limit, tags=tags, label=f"converge {spec.env} ({report.mode})")
 
 
 def touched_or_changed(node: str, touched: set[str], recorded: dict | None, now: dict) -> str:
@@ -345,7 +356,9 @@ def node_fingerprints(root, client, spec, inventory, extravars) -> dict[str, dic
 
 
 def fingerprints_path(root: Path, env: str) -> Path:
-    return state_dir(root, env) / FINGERPRINTS_FILE
+    """Per node, what its last successful converge depended on."""
+    state_dir(root, env)
+    return paths.fingerprints_path(root, env)
 
 
 def read_fingerprints(root: Path, env: str) -> dict[str, dict[str, str]]:
@@ -360,15 +373,6 @@ def write_fingerprints(root: Path, env: str, data: dict[str, dict[str, str]]) ->
     return write_atomic(
         fingerprints_path(root, env), json.dumps(data, indent=2, sort_keys=True) + "\n"
     )
-
-
-@dataclass(frozen=True)
-class NodeStatus:
-    name: str
-    pool: str
-    state: str
-    ip: str
-    image: str
 
 
 def status(spec: ClusterSpec) -> list[NodeStatus]:
@@ -416,8 +420,8 @@ def down(
             console.print(f"  volume {volume_name(spec)}: removed (shared data deleted)")
         except docker.errors.NotFound:
             pass
-        shutil.rmtree(root / STATE_DIRNAME / spec.env, ignore_errors=True)
-        inventory_path(root, spec.env).unlink(missing_ok=True)
+        shutil.rmtree(paths.env_state_dir(root, spec.env), ignore_errors=True)
+        paths.inventory_path(root, spec.env).unlink(missing_ok=True)
     else:
         console.print(f"  volume {volume_name(spec)}: kept (use --purge to delete shared data)")
     return removed

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 
 from ringfleet.spec import ClusterSpec, ResolvedPool, size_bytes
 
+# The base image of a pool that names none: made here from Debian if missing (baseimage.py).
+DEFAULT_DOCKER_IMAGE = "ringfleet/base:bookworm"
 LABEL_PREFIX = "ringfleet."
 LABEL_CLUSTER = "ringfleet.cluster"
 LABEL_POOL = "ringfleet.pool"

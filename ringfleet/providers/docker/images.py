@@ -11,8 +11,10 @@ import hashlib
 import json
 from pathlib import Path
 
+from ringfleet import paths
 from ringfleet.converge.nodefiles import IMAGE_INPUTS, reaches_node
-from ringfleet.spec import DEFAULT_DOCKER_IMAGE, ClusterSpec, ResolvedPool
+from ringfleet.providers.docker.container import DEFAULT_DOCKER_IMAGE
+from ringfleet.spec import ClusterSpec, ResolvedPool
 from ringfleet.state import HOST_CA_BUNDLE
 
 NODE_IMAGE_REPO = "ringfleet/node"
@@ -111,11 +113,10 @@ def bake_image(client, spec: ClusterSpec, pool: ResolvedPool, root: Path, tag: s
     """Converge a throwaway container with site.yml (baking mode) and commit it as `tag`."""
     import time
 
-    from ringfleet.converge.ansible import converge
-    from ringfleet.converge.inventory import render_inventory, write_inventory_file
-    from ringfleet.errors import RingfleetError
+    from ringfleet.converge.apply import apply
+    from ringfleet.errors import RuntimeFailure
     from ringfleet.providers.outputs import OUT_POOLS, static_outputs
-    from ringfleet.state import converge_vars, state_dir
+    from ringfleet.state import bake_state_dir, converge_vars
 
     name = "ringfleet-bake-" + tag.rsplit("-", 1)[-1][:12]
     _remove_container(client, name)
@@ -134,22 +135,22 @@ def bake_image(client, spec: ClusterSpec, pool: ResolvedPool, root: Path, tag: s
         only = outputs[OUT_POOLS][pool.name]
         only["nodes"] = [{"name": name, "privateIp": None, "publicIp": None}]
         outputs[OUT_POOLS] = {pool.name: only}
-        bake_env = f"{spec.env}-bake-{pool.name}"
-        inventory = render_inventory(outputs, "bake")
-        inv_path = write_inventory_file(state_dir(root, bake_env) / "hosts.yml", inventory)
-        extravars = {**converge_vars(root, spec.env), "ringfleet_baking": True}
-        converge(
+        bake_dir = bake_state_dir(root, spec.env, pool.name)
+        apply(
             root,
-            inv_path,
-            state_dir(root, bake_env),
-            extravars=extravars,
+            spec.env,
+            outputs,
+            where="bake",
             label=f"bake {pool.name}",
             console=console,
+            extravars=lambda: {**converge_vars(root, spec.env), "ringfleet_baking": True},
+            inventory_file=bake_dir / paths.INVENTORY_NAME,
+            state=bake_dir,
         )
         record = f"mkdir -p {Path(NODE_IMAGE_FILE).parent} && echo {tag} > {NODE_IMAGE_FILE}"
         code, output = container.exec_run(["/bin/sh", "-c", f"{BAKE_CLEANUP} && {record}"])
         if code != 0:
-            raise RingfleetError(f"bake {pool.name}", "cleanup failed", output.decode()[-200:])
+            raise RuntimeFailure(f"bake {pool.name}", "cleanup failed", output.decode()[-200:])
         repo, _, version = tag.rpartition(":")
         container.commit(
             repository=repo,

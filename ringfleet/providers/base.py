@@ -1,0 +1,144 @@
+"""What providers share: the spec-rule helpers, the defaults, and the "remote" up.
+
+A provider subclasses `ProviderBase` and overrides what differs; the defaults are
+those of machines ringfleet does not run itself (aws, static): nodes named
+`<cluster>-<pool>-<i>`, reached by Ansible over SSH at their address, and not yet
+reachable by `ringfleet run` (bare metal over SSH is #12).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ringfleet.errors import RingfleetError
+from ringfleet.providers import NodeStatus, Outputs, UpOptions
+from ringfleet.spec.checks import where
+from ringfleet.spec.resolved import Node as SpecNode
+
+if TYPE_CHECKING:
+    from ringfleet.nodes import Node
+    from ringfleet.providers.stackops import StackOutputs
+    from ringfleet.spec.model import Cluster, Pool
+    from ringfleet.spec.resolved import ClusterSpec
+
+
+class ProviderBase:
+    """Defaults for every provider; see `ringfleet.providers.Provider` for the contract."""
+
+    name: ClassVar[str]
+    storage_kinds: ClassVar[tuple[str, ...]]
+    runs_jobs: ClassVar[bool] = False
+
+    def __init__(self, spec: ClusterSpec):
+        self.spec = spec
+
+    # --- spec rules (class level: they run before a ClusterSpec exists)
+
+    @classmethod
+    def forbid(cls, pool: Pool, index: int, display: str, *fields: str) -> None:
+        """Refuse a pool field this provider does not use."""
+        for field in fields:
+            if getattr(pool, field) not in (None, [], False):
+                raise RingfleetError(
+                    where(display, f"cluster.pools[{index}].{field}"),
+                    f"not used by provider {cls.name}",
+                    getattr(pool, field),
+                )
+
+    @classmethod
+    def need(cls, pool: Pool, index: int, display: str, field: str, why: str) -> None:
+        """Refuse a pool without a field this provider needs."""
+        if getattr(pool, field) is None:
+            raise RingfleetError(
+                where(display, f"cluster.pools[{index}].{field}"), f"required: {why}"
+            )
+
+    @classmethod
+    def check_pool(cls, cluster: Cluster, index: int, pool: Pool, display: str) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def check_storage(cls, cluster: Cluster, display: str) -> None:
+        """Storage rules beyond the kind (`storage_kinds`); none by default."""
+
+    @classmethod
+    def check_cluster(cls, cluster: Cluster, display: str) -> None:
+        """Cluster-level fields: only aws has a region."""
+        if cluster.region:
+            raise RingfleetError(
+                where(display, "cluster.region"), f"only used by provider aws, not {cls.name}"
+            )
+
+    @classmethod
+    def pool_cores(cls, pool: Pool) -> int:
+        return pool.cpus or 0
+
+    @classmethod
+    def pool_nodes(cls, cluster: Cluster, pool: Pool) -> tuple[SpecNode, ...]:
+        return tuple(
+            SpecNode(f"{cluster.name}-{pool.name}-{i}", pool.name, i)
+            for i in range(1, (pool.count or 0) + 1)
+        )
+
+    @classmethod
+    def host_vars(cls, node: dict[str, Any], at: str) -> dict[str, Any]:
+        """Ansible connects over SSH to the node's public address, else its private one."""
+        address = node.get("publicIp") or node.get("privateIp")
+        if not address:
+            raise RingfleetError(at, "has no address", node)
+        return {"ansible_host": address}
+
+    # --- one env
+
+    def require_run(self) -> None:
+        """Refuse, in one line, to run jobs where the controller cannot reach nodes yet."""
+        if not self.runs_jobs:
+            raise RingfleetError(
+                "run", f"provider {self.name} is not supported by `run` yet; use docker"
+            )
+
+    def nodes(self, names: list[str] | None = None) -> dict[str, Node]:
+        self.require_run()
+        raise NotImplementedError
+
+    def status(self) -> list[NodeStatus]:
+        raise RingfleetError(
+            f"{self.spec.display}: cluster.provider",
+            "the local cluster needs provider docker; use Pulumi for this env",
+            self.name,
+        )
+
+    def outputs(self, root: Path) -> Outputs:
+        raise NotImplementedError
+
+    def create(self) -> StackOutputs:
+        """Make the machines; their outputs, secrets apart."""
+        raise NotImplementedError
+
+    def up(self, root: Path, options: UpOptions) -> None:
+        """Create, save the outputs, then write the inventory and converge (converge.apply)."""
+        from ringfleet.converge.apply import apply
+        from ringfleet.providers.stackops import save_stack_outputs
+        from ringfleet.state import converge_vars
+
+        env = self.spec.env
+        made = self.create()
+        save_stack_outputs(root, env, made)
+
+        def written(_inventory: dict, path: Path) -> None:
+            options.say(f"up {env}: inventory {path}")
+
+        applied = apply(
+            root,
+            env,
+            made.values,
+            where=self.spec.display,
+            converge=options.converge,
+            extravars=lambda: converge_vars(root, env),
+            label=f"converge {env}",
+            console=options.console,
+            on_written=written,
+        )
+        if applied.result is not None:
+            options.say(f"up {env}: converged, ansible changed={applied.result.total_changed}")

@@ -1,0 +1,163 @@
+"""Rules across fields of a spec that pydantic's per-field checks cannot express.
+
+Rules every provider shares are here; what one provider needs or refuses is asked of
+that provider (`check_pool`, `check_storage`, `check_cluster` in ringfleet.providers).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from ringfleet import compat
+from ringfleet.errors import RingfleetError
+from ringfleet.providers import rules_for
+from ringfleet.spec.model import Cluster
+from ringfleet.spec.resolved import resolve_pool, software_for
+
+# Linux interface names are at most 15 characters (IFNAMSIZ minus the NUL).
+INTERFACE_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,15}")
+# A host name (RFC 1123 labels) for storage.server; IP addresses are checked apart.
+HOSTNAME_PATTERN = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+# Widest admin network SSH is opened to unless the spec says it means it.
+WIDEST_ADMIN_PREFIX = {4: 16, 6: 48}
+
+
+def where(display: str, path: str) -> str:
+    """`Pulumi.<env>.yaml: cluster.pools[1].count`: the file and the field, for errors."""
+    return f"{display}: {path}"
+
+
+def _software_path(cluster: Cluster, index: int) -> str:
+    if cluster.pools[index].software is not None:
+        return f"cluster.pools[{index}].software"
+    return "cluster.software"
+
+
+def check_cluster(cluster: Cluster, display: str) -> None:
+    """Cross-field rules pydantic's per-field checks cannot express."""
+    provider = rules_for(cluster)
+    seen: dict[str, int] = {}
+    for i, pool in enumerate(cluster.pools):
+        at = f"cluster.pools[{i}]"
+        if pool.name in seen:
+            raise RingfleetError(
+                where(display, f"{at}.name"),
+                f"duplicate pool name (also cluster.pools[{seen[pool.name]}])",
+                pool.name,
+            )
+        seen[pool.name] = i
+        provider.check_pool(cluster, i, pool, display)
+        sw = software_for(cluster, pool)
+        try:
+            compat.resolve_profile(
+                {f: getattr(sw, f) for f in compat.SOFTWARE_FIELDS},
+                sw.profile,
+                pool.accelerator is not None,
+            )
+            if pool.accelerator:
+                compat.resolve_gpu_stack(sw.driver, sw.cuda, sw.nccl)
+        except compat.ProfileError as exc:
+            field = exc.field
+            got = sw.profile if field == "profile" else getattr(sw, field, None)
+            raise RingfleetError(
+                where(display, f"{_software_path(cluster, i)}.{field}"), exc.message, got
+            ) from None
+        if pool.cpus is not None and pool.accelerator is None and pool.cpus < pool.threads_per_rank:
+            raise RingfleetError(
+                where(display, f"{at}.threads_per_rank"),
+                f"more threads per rank than the node has cores ({pool.cpus})",
+                pool.threads_per_rank,
+            )
+    _check_network(cluster, display)
+    _check_storage(cluster, display)
+    provider.check_cluster(cluster, display)
+    names: dict[str, str] = {}
+    total = 0
+    for i, pool in enumerate(cluster.pools):
+        rp = resolve_pool(cluster, i, pool)
+        total += rp.total_slots
+        for j, node in enumerate(rp.nodes):
+            if node.name in names:
+                raise RingfleetError(
+                    where(display, f"cluster.pools[{i}].hosts[{j}].name"),
+                    f"host already in pool {names[node.name]!r}",
+                    node.name,
+                )
+            names[node.name] = pool.name
+    if total == 0:
+        raise RingfleetError(
+            where(display, "cluster.pools"),
+            "zero total slots: no pool has a node with a slot, so no job could run",
+        )
+
+
+def _check_network(cluster: Cluster, display: str) -> None:
+    for field in ("subnet", "admin_cidr"):
+        value = getattr(cluster.network, field)
+        try:
+            net = ipaddress.ip_network(value, strict=True)
+        except ValueError as exc:
+            raise RingfleetError(
+                where(display, f"cluster.network.{field}"), f"not a CIDR network: {exc}", value
+            ) from None
+        if field == "admin_cidr" and net.prefixlen == 0:
+            raise RingfleetError(
+                where(display, "cluster.network.admin_cidr"),
+                "SSH would be open to the whole internet; name your admin network",
+                value,
+            )
+        widest = WIDEST_ADMIN_PREFIX[net.version]
+        wide_ok = cluster.network.allow_wide_admin_cidr
+        if field == "admin_cidr" and net.prefixlen < widest and not wide_ok:
+            raise RingfleetError(
+                where(display, "cluster.network.admin_cidr"),
+                f"wider than /{widest} opens SSH to more than an admin network; narrow it "
+                "or set cluster.network.allow_wide_admin_cidr: true",
+                value,
+            )
+    if not INTERFACE_PATTERN.fullmatch(cluster.network.interface):
+        raise RingfleetError(
+            where(display, "cluster.network.interface"),
+            "must be a network interface name such as eth0",
+            cluster.network.interface,
+        )
+    subnet = ipaddress.ip_network(cluster.network.subnet)
+    if subnet.num_addresses - 3 < sum((p.count or len(p.hosts or [])) for p in cluster.pools):
+        raise RingfleetError(
+            where(display, "cluster.network.subnet"),
+            "too small for the nodes of all pools",
+            cluster.network.subnet,
+        )
+
+
+def _check_storage(cluster: Cluster, display: str) -> None:
+    provider = rules_for(cluster)
+    allowed = provider.storage_kinds
+    if cluster.storage.kind not in allowed:
+        raise RingfleetError(
+            where(display, "cluster.storage.kind"),
+            f"provider {provider.name} supports {', '.join(allowed)}",
+            cluster.storage.kind,
+        )
+    provider.check_storage(cluster, display)
+    server = cluster.storage.server
+    if server is not None and not _is_host(server):
+        raise RingfleetError(
+            where(display, "cluster.storage.server"),
+            "must be a host name or an IP address",
+            server,
+        )
+
+
+def _is_host(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return HOSTNAME_PATTERN.fullmatch(value) is not None
+    return True
+
+

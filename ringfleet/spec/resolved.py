@@ -1,0 +1,94 @@
+"""A validated spec with everything derived: pools' cores, slots, nodes and software profile."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from ringfleet import compat
+from ringfleet.providers import rules_for
+from ringfleet.spec.model import Cluster, Pool, Software
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    pool: str
+    index: int
+    address: str | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedPool:
+    """A pool with everything derived: cores, slots, nodes, software profile."""
+
+    pool: Pool
+    cores: int
+    slots: int
+    profile: compat.Profile
+    gpu: compat.GpuStack | None
+    nodes: tuple[Node, ...]
+
+    @property
+    def name(self) -> str:
+        return self.pool.name
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.pool.accelerator is not None
+
+    @property
+    def total_slots(self) -> int:
+        return self.slots * len(self.nodes)
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """A validated cluster spec and where it came from."""
+
+    cluster: Cluster
+    env: str
+    path: Path
+    display: str
+
+    @cached_property
+    def pools(self) -> dict[str, ResolvedPool]:
+        return {p.name: resolve_pool(self.cluster, i, p) for i, p in enumerate(self.cluster.pools)}
+
+    def pool(self, name: str) -> ResolvedPool:
+        if name not in self.pools:
+            raise KeyError(name)
+        return self.pools[name]
+
+    @property
+    def nodes(self) -> list[Node]:
+        return [n for p in self.pools.values() for n in p.nodes]
+
+    @cached_property
+    def spec_hash(self) -> str:
+        """A short digest of the normalised spec, for labels and change detection."""
+        data = self.cluster.model_dump(mode="json")
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def software_for(cluster: Cluster, pool: Pool) -> Software:
+    """The pool's own software matrix, else the cluster's."""
+    return pool.software if pool.software is not None else cluster.software
+
+
+def resolve_pool(cluster: Cluster, index: int, pool: Pool) -> ResolvedPool:
+    """Derive cores, slots, nodes and the software profile of one pool."""
+    sw = software_for(cluster, pool)
+    profile = compat.resolve_profile(
+        {f: getattr(sw, f) for f in compat.SOFTWARE_FIELDS},
+        sw.profile,
+        pool.accelerator is not None,
+    )
+    gpu = compat.resolve_gpu_stack(sw.driver, sw.cuda, sw.nccl) if pool.accelerator else None
+    provider = rules_for(cluster)
+    cores = provider.pool_cores(pool)
+    slots = pool.accelerator.count if pool.accelerator else cores // pool.threads_per_rank
+    return ResolvedPool(pool, cores, slots, profile, gpu, provider.pool_nodes(cluster, pool))
