@@ -4,14 +4,18 @@ Where each concern lives, in the order a cluster is made and used
 (docs/architecture.md draws the same flow):
 
     cli             the `ringfleet` commands; each is a thin call into the layers below
-    spec            `Pulumi.<env>.yaml`: the typed cluster spec and its one-line input errors
+    spec/           `Pulumi.<env>.yaml`: the typed model, resolved pools and nodes, the checks
+                    every provider shares (each provider checks its own fields)
+    paths           every on-disk location once: inventories/<env>/, .ringfleet/<env>/, node paths
     compat          software profiles: which TensorFlow, Horovod, Open MPI, MKL go together
-    providers/      where nodes come from, one implementation per provider behind one interface:
-                    docker/ (local containers: container.py defines a node, cluster.py
-                    brings the cluster up, images.py and baseimage.py bake node images),
-                    the Pulumi stack operations, and the stack outputs every provider exports
-    converge/       outputs -> Ansible inventory -> site.yml on the nodes (ansible.py runs it;
-                    nodefiles.py says which role files reach a node; siteroles.py reads site.yml)
+    providers/      where nodes come from: the Provider interface and for_spec(), the one place
+                    that reads spec.cluster.provider; docker/ (local containers: container.py
+                    defines a node, cluster.py brings the cluster up, images.py and baseimage.py
+                    bake node images), aws.py, static.py; stackops.py (Pulumi stack operations)
+                    and outputs.py (the stack outputs every provider exports)
+    converge/       outputs -> Ansible inventory -> site.yml on the nodes, written once in
+                    apply.py (ansible.py runs Ansible; nodefiles.py says which role files reach
+                    a node; siteroles.py reads site.yml)
     nodes/          the Node protocol the controller reaches a node through (docker.py: exec)
     jobs/           job files (spec.py), launch renders (render.py: the launch script and
                     hostfile), `ringfleet run` (run.py) and the per-rank wrapper (rankexec.py)
@@ -19,7 +23,7 @@ Where each concern lives, in the order a cluster is made and used
     preview/        the pull-request report: two revisions recorded by their own code, compared
     state           what ringfleet keeps in .ringfleet/<env>/ (outputs, keys, fingerprints)
     envlock         one `up`/`down`/`lock` at a time per env
-    errors          the one-line error every command prints (exit 2 for bad input)
+    errors          the one-line error every command prints (exit 2 bad input, 3 runtime failure)
     pydantic_errors pydantic's validation errors turned into that one line
     safetext        refusing control characters in spec and job strings
     files           atomic, private writes

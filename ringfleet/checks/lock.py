@@ -25,8 +25,8 @@ import yaml
 from ringfleet.checks.suite.targets import Inventory, NodeShell
 from ringfleet.errors import RingfleetError
 from ringfleet.files import write_atomic
+from ringfleet.paths import LOCK_NAME, lock_path  # noqa: F401 - lock_path: callers use lockmod.lock_path
 
-LOCK_NAME = "ringfleet.lock"
 LOCK_VERSION = 1
 # The Debian and Python packages a reviewer looks for first; the full lists follow them.
 # Debian names are shell patterns, matched without the `:arch` suffix of multi-arch packages.
@@ -371,10 +371,6 @@ def lock_env(root: Path, env: str, previous: dict[str, Any] | None = None) -> En
         pools=pools,
         kept=sorted(keep),
     )
-
-
-def lock_path(root: Path, env: str) -> Path:
-    return root / "inventories" / env / LOCK_NAME
 
 
 def dump_lock(lock: dict[str, Any]) -> str:

@@ -21,9 +21,9 @@ import yaml
 from rich.console import Console
 
 from ringfleet.errors import RingfleetError
+from ringfleet.paths import BASELINE_NAME, baseline_path  # noqa: F401 - callers import them from here
 from ringfleet.spec import ClusterSpec, ResolvedPool
 
-BASELINE_NAME = "perf-baseline.json"
 BASELINE_VERSION = 1
 DEFAULT_TOLERANCE = 0.8
 # A benchmark must finish well inside this; a slower one is a failure in itself.
@@ -82,10 +82,6 @@ class PerfResult:
     @property
     def passed(self) -> bool:
         return self.verdict in ("recorded", "ok")
-
-
-def baseline_path(root: Path, env: str) -> Path:
-    return root / "inventories" / env / BASELINE_NAME
 
 
 def check_tolerance(tolerance: float) -> float:

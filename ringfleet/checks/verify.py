@@ -22,7 +22,7 @@ from typing import Any
 from ringfleet.checks import lock as lockmod
 from ringfleet.checks.inventory import rel, require_inventory
 from ringfleet.checks.suite.targets import Inventory, ansible_bin, node_shells, read_inventory
-from ringfleet.errors import RingfleetError
+from ringfleet.errors import RingfleetError, RuntimeFailure
 from ringfleet.spec import ClusterSpec
 
 SUITE_DIR = Path(__file__).resolve().parent / "suite"
@@ -126,7 +126,7 @@ def run_suite(inventory_file: Path, root: Path, stream=None) -> SuiteResult:
                 timeout=SUITE_TIMEOUT,
             )  # fmt: skip
         except subprocess.TimeoutExpired:
-            raise RingfleetError(
+            raise RuntimeFailure(
                 "verify", f"the node suite ran longer than {SUITE_TIMEOUT} s; a node hangs"
             ) from None
         if proc.returncode in (3, 4):

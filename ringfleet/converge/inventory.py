@@ -15,8 +15,8 @@ import yaml
 from ringfleet.errors import RingfleetError
 from ringfleet.files import write_atomic
 from ringfleet.paths import inventory_path
-from ringfleet.providers import IMPLEMENTATIONS, provider_class
 from ringfleet.providers import outputs as out
+from ringfleet.providers import provider_class
 
 # The group the nvidia role's play targets (site.yml).
 NVIDIA_GROUP = "nvidia_gpu"
@@ -115,11 +115,7 @@ def render_inventory(data: dict[str, Any], where: str = "stack outputs") -> dict
         if key not in data:
             raise RingfleetError(f"{where}: {key}", "required stack output is missing")
     provider = _need(data, out.OUT_PROVIDER, where, str)
-    if provider not in IMPLEMENTATIONS:
-        raise RingfleetError(
-            f"{where}: {out.OUT_PROVIDER}", f"must be one of {', '.join(IMPLEMENTATIONS)}", provider
-        )
-    reach = provider_class(provider)
+    reach = provider_class(provider, f"{where}: {out.OUT_PROVIDER}")
     pools = _need(data, out.OUT_POOLS, where, dict)
     storage = _need(data, out.OUT_STORAGE, where, dict)
     network = _need(data, out.OUT_NETWORK, where, dict)

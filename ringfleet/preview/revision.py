@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ringfleet.errors import RingfleetError
+from ringfleet.paths import lock_path
 
-LOCKFILE = "ringfleet.lock"
 RECORD_TIMEOUT = 600
 RECORD_MODULE = "ringfleet.preview.record"
 # A revision has this file from the layout change of #14 on; older ones get FLAT_RECORD.
@@ -29,7 +29,7 @@ FLAT_RECORD = Path(__file__).with_name("record_flat.py")
 
 
 def lockfile_path(env: str) -> str:
-    return f"inventories/{env}/{LOCKFILE}"
+    return lock_path(Path(), env).as_posix()
 
 
 def _git(root: Path, *args: str, binary: bool = False) -> subprocess.CompletedProcess:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
+from ringfleet.errors import RingfleetError
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -139,8 +141,13 @@ class Provider(Protocol):
         ...
 
 
-def provider_class(name: str) -> type[Provider]:
-    """The implementation registered under `name` (a validated spec has a known one)."""
+def provider_class(name: str, where: str = "cluster.provider") -> type[Provider]:
+    """The implementation registered under `name`; an unknown name is a one-line error at `where`.
+
+    A validated spec always names a known one; stack outputs read from disk may not.
+    """
+    if name not in IMPLEMENTATIONS:
+        raise RingfleetError(where, f"must be one of {', '.join(IMPLEMENTATIONS)}", name)
     module, _, attr = IMPLEMENTATIONS[name].partition(":")
     return getattr(importlib.import_module(module), attr)
 

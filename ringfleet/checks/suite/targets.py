@@ -22,7 +22,8 @@ from typing import Any
 import testinfra
 import testinfra.host
 
-from ringfleet.errors import RingfleetError
+from ringfleet.errors import RingfleetError, RuntimeFailure
+from ringfleet.paths import NODE_VENV
 
 # Group every ringfleet node is in, and the host variable naming its pool (ringfleet.inventory).
 ALL_NODES_GROUP = "ringfleet_nodes"
@@ -30,7 +31,7 @@ NVIDIA_GROUP = "nvidia_gpu"
 POOL_VAR = "ringfleet_pool"
 DOCKER_API = "community.docker.docker_api"
 # The roles' venv when the inventory does not move it (ringfleet_venv).
-DEFAULT_VENV = "/opt/ringfleet/venv"
+DEFAULT_VENV = NODE_VENV
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,7 @@ class NodeShell:
         """stdout of a command that must succeed; a failure names the node and the command."""
         result = self.run(command, user)
         if result.rc != 0:
-            raise RingfleetError(
+            raise RuntimeFailure(
                 self.name,
                 f"command failed ({result.rc}): {command[:80]}",
                 (result.stderr or result.stdout).strip()[-200:],
