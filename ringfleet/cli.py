@@ -303,22 +303,24 @@ def lock_nodes(env: EnvArg, lock_timeout: LockTimeout = DEFAULT_LOCK_TIMEOUT) ->
     import time
 
     started = time.monotonic()
-    load_spec(env)  # an unknown env or a broken spec stops here, before any node is read
+    spec = load_spec(env)  # an unknown env or a broken spec stops here, before any node is read
     with _env_lock(env, lock_timeout):
-        _lock(env, started)
+        _lock(spec, started)
 
 
-def _lock(env: str, started: float) -> None:
+def _lock(spec, started: float) -> None:
     import time
 
     from ringfleet.checks import lock as lockmod
     from ringfleet.checks.verify import Report as VerifyReport
     from ringfleet.checks.verify import print_report, rel
+    from ringfleet.providers import for_spec
 
+    env = spec.env
     root = project_root()
     path = lockmod.lock_path(root, env)
     previous = lockmod.read_lock(path, rel(path, root))
-    read = lockmod.lock_env(root, env, previous)
+    read = lockmod.lock_env(root, env, for_spec(spec).nodes(), previous)
     if read.drifts:
         print_report(VerifyReport(env, drift=read.drifts, drift_against="pool peers"), console)
         err_console.print(

@@ -22,10 +22,11 @@ from typing import Any
 
 import yaml
 
-from ringfleet.checks.suite.targets import Inventory, NodeShell
+from ringfleet.checks.suite.targets import Inventory
 from ringfleet.errors import RingfleetError
 from ringfleet.files import write_atomic
-from ringfleet.paths import LOCK_NAME, lock_path  # noqa: F401 - lock_path: callers use lockmod.lock_path
+from ringfleet.nodes import Node
+from ringfleet.paths import NODE_VENV, lock_path  # noqa: F401 - callers use lockmod.lock_path
 
 LOCK_VERSION = 1
 # The Debian and Python packages a reviewer looks for first; the full lists follow them.
@@ -189,33 +190,52 @@ def parse_os_release(text: str) -> str:
     return values.get("PRETTY_NAME") or values.get("NAME") or "unknown"
 
 
-def collect(shell: NodeShell, pool: str) -> NodeFacts:
+def collect(node: Node, pool: str, venv: str = NODE_VENV) -> NodeFacts:
     """Read one node's facts: a few read-only commands, as root."""
-    venv = shell.venv
-    freeze = shell.output(
+
+    def shell(command: str) -> str:
+        return node.output(["/bin/sh", "-c", command])
+
+    freeze = shell(
         f"{venv}/bin/python -m pip freeze --all --disable-pip-version-check"
         " --no-python-version-warning"
     )
-    dpkg = shell.output(f"dpkg-query -W -f '{_DPKG_FORMAT}'")
+    dpkg = shell(f"dpkg-query -W -f '{_DPKG_FORMAT}'")
     # Globs that match nothing stay literal and sha256sum skips them (stderr, exit 1).
     paths = " ".join(p.format(venv=venv) for p in NODE_FILES)
     return NodeFacts(
-        node=shell.name,
+        node=node.name,
         pool=pool,
-        os=parse_os_release(shell.output("cat /etc/os-release")),
-        debian_version=shell.output("cat /etc/debian_version 2>/dev/null || true").strip(),
-        kernel=shell.output("uname -r").strip(),
+        os=parse_os_release(shell("cat /etc/os-release")),
+        debian_version=shell("cat /etc/debian_version 2>/dev/null || true").strip(),
+        kernel=shell("uname -r").strip(),
         debian=parse_dpkg(dpkg),
         python=parse_freeze(freeze),
-        files=parse_sha256sum(shell.output(f"sha256sum {paths} 2>/dev/null || true")),
+        files=parse_sha256sum(shell(f"sha256sum {paths} 2>/dev/null || true")),
         held=parse_held(dpkg),
     )
 
 
-def collect_all(inventory: Inventory, shells: dict[str, NodeShell]) -> dict[str, NodeFacts]:
-    """Facts of every node, read in parallel: each node answers on its own."""
-    with ThreadPoolExecutor(max_workers=min(8, len(shells)) or 1) as pool:
-        futures = {n: pool.submit(collect, s, inventory.pool_of(n)) for n, s in shells.items()}
+def node_venv(inventory: Inventory, name: str) -> str:
+    """The node's venv: the inventory may set it per host (`ringfleet_venv`)."""
+    return str(inventory.var(name, "ringfleet_venv") or NODE_VENV)
+
+
+def collect_all(inventory: Inventory, nodes: dict[str, Node]) -> dict[str, NodeFacts]:
+    """Facts of every inventory node, read in parallel: each node answers on its own.
+
+    `nodes` is the provider's node access (`Provider.nodes()`); a node of the
+    inventory the provider does not know is a one-line error naming it.
+    """
+    for name in inventory.hosts():
+        if name not in nodes:
+            raise RingfleetError(name, "in the inventory but not a node of the spec")
+    names = inventory.hosts()
+    with ThreadPoolExecutor(max_workers=min(8, len(names)) or 1) as pool:
+        futures = {
+            n: pool.submit(collect, nodes[n], inventory.pool_of(n), node_venv(inventory, n))
+            for n in names
+        }
         return {n: f.result() for n, f in sorted(futures.items())}
 
 
@@ -353,16 +373,16 @@ class EnvLock:
     """Pools of the previous lock with no node now, whose entries are kept."""
 
 
-def lock_env(root: Path, env: str, previous: dict[str, Any] | None = None) -> EnvLock:
-    """Read every node of `env` (its rendered inventory) and build its lock."""
+def lock_env(
+    root: Path, env: str, nodes: dict[str, Node], previous: dict[str, Any] | None = None
+) -> EnvLock:
+    """Read every node of `env` (its rendered inventory, reached through `nodes`) and lock it."""
     from ringfleet.checks.inventory import load_inventory
-    from ringfleet.checks.suite.targets import node_shells
 
     inv = load_inventory(root, env)
-    shells = node_shells(inv)
-    facts = collect_all(inv, shells)
+    facts = collect_all(inv, nodes)
     pools = inv.pools()
-    venvs = {pool: shells[nodes[0]].venv for pool, nodes in pools.items()}
+    venvs = {pool: node_venv(inv, members[0]) for pool, members in pools.items()}
     keep = {p: e for p, e in (previous or {}).get("pools", {}).items() if p not in pools}
     return EnvLock(
         lock=build_lock(env, facts, venvs, keep),

@@ -21,8 +21,9 @@ from typing import Any
 
 from ringfleet.checks import lock as lockmod
 from ringfleet.checks.inventory import rel, require_inventory
-from ringfleet.checks.suite.targets import Inventory, ansible_bin, node_shells, read_inventory
+from ringfleet.checks.suite.targets import Inventory, ansible_bin, read_inventory
 from ringfleet.errors import RingfleetError, RuntimeFailure
+from ringfleet.providers import for_spec
 from ringfleet.spec import ClusterSpec
 
 SUITE_DIR = Path(__file__).resolve().parent / "suite"
@@ -153,7 +154,7 @@ def parse_junit(path: Path) -> list[Case]:
 
 def check_drift(inputs: Inputs, inventory: Inventory, report: Report) -> None:
     """Each node against its pool's lock entry; pools without one against their peers."""
-    facts = lockmod.collect_all(inventory, node_shells(inventory))
+    facts = lockmod.collect_all(inventory, for_spec(inputs.spec).nodes())
     lock_display = rel(inputs.lock_file, inputs.root)
     if inputs.lock is None:
         report.drift = lockmod.peer_drift(facts)

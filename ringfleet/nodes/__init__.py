@@ -48,6 +48,14 @@ class Node(Protocol):
         """
         ...
 
+    def output(self, argv: list[str], user: str = "root") -> str:
+        """stdout of argv, which must succeed (stderr is kept out of it, for parsers).
+
+        A failure raises a one-line RuntimeFailure naming the node, the command and
+        the end of its stderr.
+        """
+        ...
+
     def put_file(self, path: str, data: bytes, owner: tuple[int, int], mode: int = 0o644) -> None:
         """Write one file (its directory must exist) owned by uid/gid `owner`."""
         ...

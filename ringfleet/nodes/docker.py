@@ -45,6 +45,16 @@ class DockerNode:
             )
         return code, text
 
+    def output(self, argv: list[str], user: str = "root") -> str:
+        """stdout of argv, which must succeed; stderr only names what went wrong."""
+        code, (out, err) = self.container().exec_run(argv, user=user, demux=True)
+        if code != 0:
+            text = (err or out or b"").decode(errors="replace")
+            raise RuntimeFailure(
+                self.name, f"command failed ({code}): {' '.join(argv)[:80]}", text.strip()[-200:]
+            )
+        return (out or b"").decode(errors="replace")
+
     def put_file(self, path: str, data: bytes, owner: tuple[int, int], mode: int = 0o644) -> None:
         """Write one file (directory must exist) with the given uid/gid."""
         target = PurePosixPath(path)

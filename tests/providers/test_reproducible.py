@@ -30,6 +30,7 @@ import yaml
 from rich.console import Console
 
 from ringfleet.checks.lock import Drift, dump_lock, lock_env
+from ringfleet.providers import for_spec
 from ringfleet.providers.docker import cluster as local
 from ringfleet.providers.docker.engine import docker_client
 from ringfleet.providers.docker.images import base_image, node_image_tag
@@ -82,7 +83,7 @@ def cold_build(spec: ClusterSpec) -> ColdBuild:
     started = time.monotonic()
     local.up(spec, ROOT, console=console)
     up_seconds = time.monotonic() - started
-    read = lock_env(ROOT, ENV)
+    read = lock_env(ROOT, ENV, for_spec(load_spec(ENV, ROOT)).nodes())
     return ColdBuild(
         removed, console.file.getvalue(), up_seconds, dump_lock(read.lock), read.drifts
     )
