@@ -96,6 +96,9 @@ class _Progress:
         return True
 
 
+HOST_KEY_CHECKING = "ANSIBLE_HOST_KEY_CHECKING"
+
+
 def ansible_env(root: Path) -> dict[str, str]:
     """Environment for ansible-playbook: our ansible.cfg and this venv's executables."""
     bindir = str(Path(sys.executable).parent)
@@ -104,6 +107,10 @@ def ansible_env(root: Path) -> dict[str, str]:
         "ANSIBLE_ROLES_PATH": str(root / "roles"),
         "ANSIBLE_FORCE_COLOR": "0",
         "ANSIBLE_NOCOLOR": "1",
+        # ansible-runner turns host key checking off unless told otherwise, and Ansible
+        # then puts `-o StrictHostKeyChecking=no` before the inventory's own ssh options;
+        # ssh keeps the first value it reads, so the known_hosts of the spec would not bind.
+        HOST_KEY_CHECKING: "True",
         "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
     }
 

@@ -89,3 +89,10 @@ def test_failed_task_is_not_run_again(task_failure) -> None:
 def test_failed_task_fails_the_converge_naming_it(task_failure) -> None:
     output, error = task_failure
     assert error is not None and "Fail where the inventory says so." in str(error), output
+
+
+def test_converge_checks_host_keys(tmp_path):
+    """ansible-runner would set ANSIBLE_HOST_KEY_CHECKING=False; the converge env overrides it."""
+    from ringfleet.converge.ansible import HOST_KEY_CHECKING, ansible_env
+
+    assert ansible_env(tmp_path)[HOST_KEY_CHECKING] == "True"
