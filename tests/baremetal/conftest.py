@@ -176,6 +176,7 @@ class BareMetal:
     image: str
     key: AdminKey
     hosts: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
 
     def host(
         self,
@@ -186,10 +187,22 @@ class BareMetal:
         port: int = 22,
         joined_second: bool = False,
         key: AdminKey | None = None,
+        volume: str | None = SHARED_VOLUME,
     ) -> BareHost:
-        """Start host `rf-bm-<role>`; `joined_second` puts its cluster interface on eth1."""
+        """Start host `rf-bm-<role>`; `joined_second` puts its cluster interface on eth1.
+
+        `volume` is mounted at SHARED_MOUNT: the shared one, another (`rf-bm-*`,
+        made here, so that host has a file system of its own there) or none.
+        """
         name = f"{PREFIX}{role}"
         _remove(self.client.containers, name)
+        mounts = {}
+        if volume is not None:
+            assert volume.startswith(PREFIX), volume
+            if volume != SHARED_VOLUME and volume not in self.volumes:
+                self.client.volumes.create(volume, labels={LABEL: LABEL_VALUE})
+                self.volumes.append(volume)
+            mounts = {volume: {"bind": SHARED_MOUNT, "mode": "rw"}}
         first = FIRST_NET if joined_second else CLUSTER_NET
         container = self.client.containers.create(
             self.image,
@@ -203,7 +216,7 @@ class BareMetal:
                 "RF_BM_SUDO": sudo,
                 "RF_BM_PORT": str(port),
             },
-            volumes={SHARED_VOLUME: {"bind": SHARED_MOUNT, "mode": "rw"}},
+            volumes=mounts,
             labels={LABEL: LABEL_VALUE},
         )
         self.hosts.append(name)
@@ -238,6 +251,9 @@ class BareMetal:
         for name in self.hosts:
             _remove(self.client.containers, name)
         self.hosts.clear()
+        for name in self.volumes:
+            _remove(self.client.volumes, name)
+        self.volumes.clear()
 
 
 def _interface_with_mac(container, mac: str) -> str:
@@ -272,7 +288,8 @@ def _clear_leftovers(client) -> None:
         container.remove(force=True)
     for name in (CLUSTER_NET, FIRST_NET):
         _remove(client.networks, name)
-    _remove(client.volumes, SHARED_VOLUME)
+    for volume in client.volumes.list(filters={"label": f"{LABEL}={LABEL_VALUE}"}):
+        volume.remove(force=True)
 
 
 def _check_subnets_free(client) -> None:
