@@ -105,6 +105,7 @@ class SshNode:
         self.proxy_jump = proxy_jump
         self.trust_command = trust_command
         self._sudo_checked = False
+        self._lock = threading.Lock()
         self._socket = (sockets or control_dir()) / self._socket_name()
 
     def _socket_name(self) -> str:
@@ -182,12 +183,15 @@ class SshNode:
         return shlex.join(hop)
 
     def _ssh(self, remote: list[str]) -> list[str]:
-        """argv of one command through the master (or, if it just died, a direct login)."""
+        """argv of one command through the master (or, if it just died, as a new master)."""
         return [
             "ssh",
             *self._options(),
+            # auto: should the master have gone since `connect`, this one takes over.
             "-o",
-            "ControlMaster=no",
+            "ControlMaster=auto",
+            "-o",
+            f"ControlPersist={CONTROL_PERSIST_SECONDS}",
             "-T",
             "--",
             self.address,
@@ -203,22 +207,32 @@ class SshNode:
         return subprocess.run(check, capture_output=True, timeout=STATE_TIMEOUT).returncode == 0
 
     def connect(self) -> None:
-        """Open the master connection unless one is up; a refusal raises one line."""
-        if self._master_alive():
-            return
+        """Open the master connection unless one is up; a refusal raises one line.
+
+        `ControlMaster=auto` with a command, not `-M -N -f`: a stale socket is
+        replaced, and when two callers race, the loser runs its `true` over a plain
+        connection and exits instead of lingering as a second, unmanaged login.
+        """
+        with self._lock:
+            if self._master_alive():
+                return
+            self._start_master()
+
+    def _start_master(self) -> None:
         argv = [
             "ssh",
             *self._options(),
             "-o",
-            "ControlMaster=yes",
+            "ControlMaster=auto",
             "-o",
             f"ControlPersist={CONTROL_PERSIST_SECONDS}",
-            "-N",
-            "-f",
+            "-T",
             "--",
             self.address,
+            "true",
         ]
-        # stderr to a file: the backgrounded master could hold a pipe open for minutes.
+        # stderr to a file: should the backgrounded master keep it open, a pipe would
+        # hold this call until the master exits.
         with tempfile.TemporaryFile() as err:
             try:
                 code = subprocess.run(
@@ -235,6 +249,15 @@ class SshNode:
             text = err.read().decode(errors="replace")
         if code != 0:
             raise self._classify(text)
+
+    def close(self) -> None:
+        """End the master connection now instead of after CONTROL_PERSIST_SECONDS idle."""
+        if self._socket.exists():
+            subprocess.run(
+                ["ssh", *self._options(), "-O", "exit", "--", self.address],
+                capture_output=True,
+                timeout=STATE_TIMEOUT,
+            )
 
     def _classify(self, stderr: str) -> _SshFailure:
         for needle, state, what in _FAILURES:

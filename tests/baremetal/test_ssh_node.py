@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import socket
 import time
 from pathlib import Path
 
@@ -231,3 +232,18 @@ def _read_all(stream, limit: float = 30) -> list[str]:
         list(stream.read(len(stream.lines), 1))
     assert stream.done, "stream did not end"
     return list(stream.lines)
+
+
+def test_stale_control_socket_is_replaced(bare_pair, admin_key, known_hosts, tmp_path):
+    fresh = make_node(bare_pair[0], admin_key.private, known_hosts, sockets=tmp_path)
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(fresh._socket))
+    stale.close()
+    assert (fresh.state(), fresh._master_alive()) == (RUNNING, True)
+
+
+def test_close_ends_the_master_connection(bare_pair, admin_key, known_hosts, tmp_path):
+    fresh = make_node(bare_pair[0], admin_key.private, known_hosts, sockets=tmp_path)
+    fresh.connect()
+    fresh.close()
+    assert fresh._master_alive() is False
