@@ -132,7 +132,11 @@ class SshNode:
 
     # -- the ssh command line ------------------------------------------------------
 
-    def _options(self) -> list[str]:
+    def _trust_options(self) -> list[str]:
+        """Who to trust and how to log in: the same for the host, its bastion and Ansible.
+
+        No user config (`-F /dev/null`), no agent, no other known_hosts file.
+        """
         opts = {
             "BatchMode": "yes",
             "StrictHostKeyChecking": "yes",
@@ -146,14 +150,41 @@ class SshNode:
             "ServerAliveInterval": str(SERVER_ALIVE_INTERVAL),
             "ServerAliveCountMax": str(SERVER_ALIVE_COUNT),
             "LogLevel": "ERROR",
-            "ControlPath": str(self._socket),
         }
-        args = ["-F", "/dev/null", "-p", str(self.port), "-l", self.admin_user]
+        args = ["-F", "/dev/null"]
         for key, value in opts.items():
             args += ["-o", f"{key}={value}"]
+        return args
+
+    def _options(self) -> list[str]:
+        args = [*self._trust_options(), "-p", str(self.port), "-l", self.admin_user]
+        args += ["-o", f"ControlPath={self._socket}"]
         if self.proxy_jump:
             args += ["-o", f"ProxyCommand={self._proxy_command()}"]
         return args
+
+    def ansible_host_vars(self) -> dict[str, object]:
+        """Inventory variables that make Ansible reach this host as this node does.
+
+        Same key, known_hosts file, strictness and bastion, and the same master
+        socket: Ansible's default one (~/.ansible/cp, named by host, port and user
+        only) would let a master opened under other trust run commands on a host
+        whose key no longer matches. A non-root admin becomes root with sudo, which
+        Ansible runs with -n when it has no password.
+        """
+        common = [*self._trust_options(), "-o", f"ControlPath={self._socket}"]
+        if self.proxy_jump:
+            common += ["-o", f"ProxyCommand={self._proxy_command()}"]
+        hostvars: dict[str, object] = {
+            "ansible_host": self.address,
+            "ansible_port": self.port,
+            "ansible_user": self.admin_user,
+            "ansible_ssh_private_key_file": str(self.key_file),
+            "ansible_ssh_common_args": shlex.join(common),
+        }
+        if self.admin_user != "root":
+            hostvars.update(ansible_become=True, ansible_become_method="sudo")
+        return hostvars
 
     def _proxy_command(self) -> str:
         """The bastion hop with the same key, known_hosts and strictness as the host.
@@ -164,21 +195,9 @@ class SshNode:
         dest, port = self.proxy_jump or "", None
         if ":" in dest and not dest.endswith("]") and dest.count(":") == 1:
             dest, port = dest.split(":")
-        hop = ["ssh", "-F", "/dev/null"]
+        hop = ["ssh", *self._trust_options()]
         if port:
             hop += ["-p", port]
-        for opt in (
-            "BatchMode=yes",
-            "StrictHostKeyChecking=yes",
-            f"UserKnownHostsFile={self.known_hosts}",
-            "GlobalKnownHostsFile=/dev/null",
-            "IdentitiesOnly=yes",
-            "IdentityAgent=none",
-            f"IdentityFile={self.key_file}",
-            f"ConnectTimeout={CONNECT_TIMEOUT}",
-            "LogLevel=ERROR",
-        ):
-            hop += ["-o", opt]
         hop += ["-W", "[%h]:%p", "--", dest]
         return shlex.join(hop)
 
@@ -287,13 +306,19 @@ class SshNode:
             return list(argv)
         if self.admin_user == "root":
             return ["runuser", "-u", user, "--", *argv]
-        self._check_sudo()
+        self.check_sudo()
         if user == "root":
             return ["sudo", "-n", "-H", "--", *argv]
         return ["sudo", "-n", "-H", "-u", user, "--", *argv]
 
-    def _check_sudo(self) -> None:
-        """Once per node: `sudo -n` must work, else say so instead of a command's failure."""
+    def check_sudo(self) -> None:
+        """Once per node: `sudo -n` must work for a non-root admin, else one line says so.
+
+        Run before a converge too: Ansible's own "Missing sudo password" is neither
+        one line nor says what the host needs.
+        """
+        if self.admin_user == "root":
+            return
         if self._sudo_checked:
             return
         code, output = self._run_raw(["sudo", "-n", "true"])

@@ -127,34 +127,16 @@ def site_host(bare_metal, admin_key, trusted, role: str, **kw):
 
 
 def inventory(tmp_path: Path, hosts, admin_key, known_hosts: Path) -> Path:
-    ssh_args = " ".join(
-        [
-            "-F /dev/null",
-            "-o StrictHostKeyChecking=yes",
-            f"-o UserKnownHostsFile={known_hosts}",
-            "-o GlobalKnownHostsFile=/dev/null",
-            "-o IdentitiesOnly=yes",
-            "-o IdentityAgent=none",
-        ]
-    )
+    """Each host with the connection variables its SshNode gives Ansible."""
+    nodes = {h.name: ssh_node(h, admin_key, known_hosts).ansible_host_vars() for h in hosts}
     doc = {
         "all": {
             "vars": {
-                "ansible_user": hosts[0].admin,
-                "ansible_become": True,
-                "ansible_ssh_private_key_file": str(admin_key.private),
-                "ansible_ssh_common_args": ssh_args,
                 "ansible_python_interpreter": "/usr/bin/python3",
                 "ringfleet_ssh_user": JOB_USER,
                 "ringfleet_shared_mount": SHARED_MOUNT,
             },
-            "children": {
-                "ringfleet_nodes": {
-                    "hosts": {
-                        h.name: {"ansible_host": h.address, "ansible_port": h.port} for h in hosts
-                    }
-                }
-            },
+            "children": {"ringfleet_nodes": {"hosts": nodes}},
         }
     }
     path = tmp_path / "hosts.json"

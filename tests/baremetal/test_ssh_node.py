@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import shutil
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +18,7 @@ from ringfleet.errors import RingfleetError
 from ringfleet.nodes import RUNNING, Node
 from ringfleet.nodes.ssh import UNREACHABLE, SshNode
 from tests.baremetal.conftest import ADMIN
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.docker
 
@@ -247,3 +252,40 @@ def test_close_ends_the_master_connection(bare_pair, admin_key, known_hosts, tmp
     fresh.connect()
     fresh.close()
     assert fresh._master_alive() is False
+
+
+def ansible_adhoc(tmp_path, node: SshNode, *args: str) -> subprocess.CompletedProcess:
+    """`ansible` against one host with the inventory variables the node gives."""
+    inventory = tmp_path / "hosts.json"
+    inventory.write_text(json.dumps({"all": {"hosts": {node.name: node.ansible_host_vars()}}}))
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3",
+    }
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "ansible"), "-i", str(inventory), "all", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
+
+
+def test_ansible_with_the_node_vars_becomes_root_through_sudo(node, tmp_path):
+    proc = ansible_adhoc(tmp_path, node, "-m", "ansible.builtin.command", "-a", "id -u")
+    assert (proc.returncode, proc.stdout.split()[-1]) == (0, "0"), proc.stdout + proc.stderr
+
+
+def test_ansible_with_the_node_vars_refuses_a_wrong_host_key(
+    bare_metal, bare_pair, admin_key, tmp_path
+):
+    first, other = bare_pair
+    wrong = tmp_path / "known_hosts"
+    wrong.write_text(bare_metal.known_hosts_lines(other, address=first.address))
+    node = make_node(first, admin_key.private, wrong)
+    proc = ansible_adhoc(tmp_path, node, "-m", "ansible.builtin.command", "-a", "touch /tmp/x")
+    said = proc.stdout + proc.stderr
+    assert (proc.returncode != 0, "UNREACHABLE" in said) == (True, True), said
