@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shlex
 import subprocess
 import tempfile
@@ -50,7 +51,6 @@ DENIED = "denied"
 _FAILURES = (
     ("REMOTE HOST IDENTIFICATION HAS CHANGED", UNTRUSTED, "host key does not match {kh}"),
     ("Host key verification failed", UNTRUSTED, "host key is not in {kh}"),
-    ("host key for", UNTRUSTED, "host key is not in {kh}"),
     ("Permission denied", DENIED, "key {key} not accepted for user {user}"),
 )
 _TRUST_HINT = "check the host, then run `{trust}`"
@@ -63,6 +63,30 @@ _PUT_SCRIPT = (
     'set -e; umask 077; t=$(mktemp "$1.rf-XXXXXX"); trap \'rm -f "$t"\' EXIT; '
     'cat > "$t"; chmod "$2" "$t"; mv -f "$t" "$1"; trap - EXIT'
 )
+
+
+# ssh.proxy_jump: [user@]host[:port], the host an IPv6 address in brackets when a port follows.
+_PROXY_JUMP = re.compile(
+    r"(?:(?P<user>[A-Za-z0-9._][A-Za-z0-9._-]*)@)?"
+    r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9._:-]+?))"
+    r"(?::(?P<port>[0-9]{1,5}))?"
+)
+
+
+def parse_proxy_jump(name: str, value: str) -> tuple[str | None, str, int]:
+    """(user, host, port) of a `[user@]host[:port]` bastion; anything else is one line."""
+    match = _PROXY_JUMP.fullmatch(value)
+    host = match and (match.group("v6") or match.group("host"))
+    if not match or not host or host.startswith("-"):
+        raise RingfleetError(name, "ssh.proxy_jump: not [user@]host[:port]", value)
+    if host.count(":") > 1 and match.group("port") and not match.group("v6"):
+        # `2001:db8::1:22` is an address, not an address and a port.
+        host, port = f"{host}:{match.group('port')}", 22
+    else:
+        port = int(match.group("port") or 22)
+    if not 0 < port < 65536:
+        raise RingfleetError(name, "ssh.proxy_jump: port out of range", value)
+    return match.group("user"), host, port
 
 
 def control_dir() -> Path:
@@ -94,8 +118,7 @@ class SshNode:
         for label, value in (("address", address), ("admin user", admin_user)):
             if not value or value.startswith("-") or any(c.isspace() for c in value):
                 raise RingfleetError(name, f"not a usable SSH {label}", value)
-        if proxy_jump is not None and (proxy_jump.startswith("-") or " " in proxy_jump):
-            raise RingfleetError(name, "not a usable ProxyJump destination", proxy_jump)
+        self._hop = parse_proxy_jump(name, proxy_jump) if proxy_jump is not None else None
         self.name = name
         self.address = address
         self.port = port
@@ -192,13 +215,12 @@ class SshNode:
         `-o ProxyJump` would start the hop's ssh without our command-line options
         (it reads only config files), so the hop is spelled out.
         """
-        dest, port = self.proxy_jump or "", None
-        if ":" in dest and not dest.endswith("]") and dest.count(":") == 1:
-            dest, port = dest.split(":")
-        hop = ["ssh", *self._trust_options()]
-        if port:
-            hop += ["-p", port]
-        hop += ["-W", "[%h]:%p", "--", dest]
+        assert self._hop is not None
+        user, host, port = self._hop
+        hop = ["ssh", *self._trust_options(), "-p", str(port)]
+        if user:
+            hop += ["-l", user]
+        hop += ["-W", "[%h]:%p", "--", host]
         return shlex.join(hop)
 
     def _ssh(self, remote: list[str]) -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -172,14 +171,6 @@ def test_untrusted_host_state_says_untrusted(bare_pair, admin_key, tmp_path):
     empty = tmp_path / "known_hosts"
     empty.write_text("")
     assert make_node(bare_pair[0], admin_key.private, empty).state() == "untrusted"
-
-
-def test_key_readable_by_others_is_refused(bare_pair, admin_key, known_hosts, tmp_path):
-    loose = tmp_path / "id_ed25519"
-    shutil.copy(admin_key.private, loose)
-    loose.chmod(0o644)
-    with pytest.raises(RingfleetError, match="open to other users"):
-        make_node(bare_pair[0], loose, known_hosts)
 
 
 def test_refused_sudo_is_one_line_saying_passwordless_sudo_is_needed(
