@@ -83,6 +83,11 @@ def test_run_returns_the_exit_code_unchecked(node):
     assert node.run(["sh", "-c", "exit 7"], check=False)[0] == 7
 
 
+def test_run_returns_a_commands_own_255_as_its_exit_code(node):
+    # 255 is also ssh's own error code; a live connection tells them apart.
+    assert node.run(["sh", "-c", "exit 255"], check=False)[0] == 255
+
+
 def test_run_checked_failure_is_one_line_naming_the_node(node):
     with pytest.raises(RingfleetError) as err:
         node.run(["sh", "-c", "echo boom; exit 3"])
