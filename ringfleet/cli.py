@@ -188,6 +188,41 @@ def preview(
 
 
 @app.command()
+def trust(
+    env: EnvArg,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Write the host keys without asking (scripts)")
+    ] = False,
+) -> None:
+    """Scan ENV's hosts' SSH keys, print each fingerprint, write ssh.known_hosts on consent.
+
+    Without a terminal to ask on and without --yes nothing is written (exit 2).
+    """
+    from ringfleet.nodes.trust import trust_hosts
+    from ringfleet.providers import for_spec
+    from ringfleet.providers.sshreach import known_hosts_file
+
+    spec = load_spec(env)
+    targets = for_spec(spec).trust_targets()
+    known = known_hosts_file(spec)
+    if yes:
+        confirm = lambda: True  # noqa: E731
+    elif sys.stdin.isatty():
+        confirm = lambda: typer.confirm(f"write these host keys to {known}?")  # noqa: E731
+    else:
+        confirm = None
+    port = spec.cluster.ssh.port
+    result = trust_hosts([(t.name, t.address, port) for t in targets], known, confirm, _say)
+    if result.written:
+        _say(f"trust {env}: wrote {known}")
+    elif all(state == "unchanged" for state in result.status.values()):
+        _say(f"trust {env}: every host key is already in {known}")
+    else:
+        _say(f"trust {env}: nothing written")
+        raise typer.Exit(1)
+
+
+@app.command()
 def status(env: EnvArg) -> None:
     """List ENV's nodes with pool, state, IP and image; exit 1 unless all are running."""
     from rich.table import Table

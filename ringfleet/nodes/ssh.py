@@ -25,7 +25,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from ringfleet.errors import RingfleetError
+from ringfleet.errors import RingfleetError, RuntimeFailure
 from ringfleet.nodes import RUNNING
 from ringfleet.state import check_private_key
 
@@ -385,6 +385,28 @@ class SshNode:
                 self.name, f"command failed ({code}): {' '.join(argv)[:80]}", text.strip()[-200:]
             )
         return code, text
+
+    def output(self, argv: list[str], user: str = "root") -> str:
+        """stdout of argv as `user`, which must succeed; stderr only names what went wrong.
+
+        Kept apart from stdout so parsers (lock, verify) never read a warning as data.
+        """
+        self.connect()
+        proc = subprocess.run(
+            self._ssh(self._as_user(argv, user)),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+        )
+        if proc.returncode == SSH_ERROR and self._lost():
+            raise self._failure(UNREACHABLE, "connection lost", None)
+        if proc.returncode != 0:
+            text = (proc.stderr or proc.stdout).decode(errors="replace")
+            raise RuntimeFailure(
+                self.name,
+                f"command failed ({proc.returncode}): {' '.join(argv)[:80]}",
+                text.strip()[-200:],
+            )
+        return proc.stdout.decode(errors="replace")
 
     def put_file(self, path: str, data: bytes, owner: tuple[int, int], mode: int = 0o644) -> None:
         """Write one file atomically (directory must exist), owned by uid/gid `owner`.

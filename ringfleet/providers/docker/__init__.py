@@ -40,6 +40,12 @@ class DockerProvider(ProviderBase):
     runs_jobs: ClassVar[bool] = True
 
     @classmethod
+    def check_cluster(cls, cluster: Cluster, display: str) -> None:
+        super().check_cluster(cluster, display)
+        # The controller reaches containers through the Docker API, not SSH.
+        cls.forbid_ssh(cluster, display, "admin_user", "key_file", "known_hosts", "proxy_jump")
+
+    @classmethod
     def check_pool(cls, cluster: Cluster, index: int, pool: Pool, display: str) -> None:
         cls.forbid(pool, index, display, "instance_type", "hosts", "spot")
         cls.need(pool, index, display, "count", "how many containers to run")
