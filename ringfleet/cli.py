@@ -103,19 +103,45 @@ def up(
             "--converge", help="Run all of site.yml on every node, even when nothing changed"
         ),
     ] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check", help="Ansible check mode with diffs: show what would change, change nothing"
+        ),
+    ] = False,
+    limit: Annotated[
+        list[str] | None,
+        typer.Option("--limit", metavar="HOST", help="Converge only this node (repeatable)"),
+    ] = None,
     lock_timeout: LockTimeout = DEFAULT_LOCK_TIMEOUT,
 ) -> None:
     """Create or update ENV's nodes to match the spec, then converge them with site.yml.
 
     docker envs run on this machine's Docker engine; aws envs go through Pulumi's
     Automation API (needs the pulumi CLI); static envs create nothing and converge.
+    Before touching hosts someone else owns: --check, then --limit HOST.
     """
     from ringfleet.providers import UpOptions, for_spec
 
     spec = load_spec(env)
     provider = for_spec(spec)
+    names = [name for item in limit or [] for name in item.split(",") if name]
+    known = {node.name for node in spec.nodes}
+    for name in names:
+        if name not in known:
+            raise RingfleetError(
+                "--limit", f"no node of that name in {spec.display} ({', '.join(sorted(known))})",
+                name,
+            )
+    if check and no_converge:
+        raise RingfleetError("--check", "checks a converge; it cannot go with --no-converge")
     options = UpOptions(
-        converge=not no_converge, force_converge=force_converge, console=err_console, say=_say
+        converge=not no_converge,
+        force_converge=force_converge,
+        check=check,
+        limit=names or None,
+        console=err_console,
+        say=_say,
     )
     with _env_lock(env, lock_timeout):
         console.print(f"up {env}: cluster {spec.cluster.name} ({provider.name})")

@@ -58,13 +58,15 @@ def apply(
     state: Path | None = None,
     on_written: Callable[[dict[str, Any], Path], None] | None = None,
     connection: dict[str, dict[str, Any]] | None = None,
+    check: bool = False,
 ) -> Applied:
     """Render the inventory from `outputs` (errors name `where`), write it, converge.
 
     `inventory_file` and `state` default to the env's (`inventories/<env>/hosts.yml`,
     `.ringfleet/<env>/`); `extravars` may be a function, called only once the inventory
     is written (it may make keys); `plan` returning None skips the converge;
-    `connection` adds per-host connection variables (SSH-reached nodes).
+    `connection` adds per-host connection variables (SSH-reached nodes); `check` runs
+    the converge in check mode with diffs (nothing on the nodes changes).
     """
     from ringfleet.state import state_dir
 
@@ -87,6 +89,7 @@ def apply(
         tags=chosen.tags,
         label=chosen.label or label,
         console=console,
+        check=check,
     )
     return Applied(inventory, path, result)
 

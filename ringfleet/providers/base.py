@@ -137,13 +137,14 @@ class ProviderBase:
             self.name,
         )
 
-    def connection(self) -> dict[str, dict[str, Any]]:
+    def connection(self, limit: list[str] | None = None) -> dict[str, dict[str, Any]]:
         """Per node, how Ansible connects beyond `host_vars` (key, known_hosts, become);
-        checked first: an untrusted host or refused sudo stops here in one line."""
+        the nodes to converge (`limit`, default all) are checked first: an untrusted host
+        or refused sudo stops here in one line, before anything changes."""
         from ringfleet.providers.sshreach import connection_vars, preflight
 
         nodes = self.nodes()
-        preflight(nodes)  # type: ignore[arg-type]
+        preflight({n: node for n, node in nodes.items() if limit is None or n in limit})  # type: ignore[arg-type]
         extra = connection_vars(nodes)  # type: ignore[arg-type]
         for name, node in nodes.items():
             # ssh_mesh keeps key-only root login when the controller logs in as root.
@@ -166,14 +167,14 @@ class ProviderBase:
 
     def up(self, root: Path, options: UpOptions) -> None:
         """Create, save the outputs, then write the inventory and converge (converge.apply)."""
-        from ringfleet.converge.apply import apply
+        from ringfleet.converge.apply import ConvergePlan, apply
         from ringfleet.providers.stackops import save_stack_outputs
         from ringfleet.state import converge_vars
 
         env = self.spec.env
         made = self.create()
         save_stack_outputs(root, env, made)
-        connection = self.connection() if options.converge else {}
+        connection = self.connection(options.limit) if options.converge else {}
 
         def written(_inventory: dict, path: Path) -> None:
             options.say(f"up {env}: inventory {path}")
@@ -189,6 +190,16 @@ class ProviderBase:
             console=options.console,
             on_written=written,
             connection=connection,
+            check=options.check,
+            plan=lambda _inventory: ConvergePlan(limit=",".join(options.limit or []) or None),
         )
-        if applied.result is not None:
+        if applied.result is None:
+            return
+        if options.check:
+            per_host = ", ".join(f"{h}={n}" for h, n in sorted(applied.result.changed.items()))
+            options.say(
+                f"up {env}: check mode, nothing changed; a converge would change "
+                f"{applied.result.total_changed} ({per_host or 'none'})"
+            )
+        else:
             options.say(f"up {env}: converged, ansible changed={applied.result.total_changed}")

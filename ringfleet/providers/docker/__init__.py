@@ -69,6 +69,14 @@ class DockerProvider(ProviderBase):
     def up(self, root: Path, options: UpOptions) -> None:
         from ringfleet.providers.docker import cluster
 
+        if options.check or options.limit:
+            # Its containers are ringfleet's own: the converge plan already picks the nodes.
+            raise RingfleetError(
+                "--check/--limit",
+                "for hosts ringfleet does not make (static, aws), not provider docker",
+                self.spec.env,
+            )
+
         report = cluster.up(
             self.spec,
             root,
