@@ -144,7 +144,8 @@ class ProviderBase:
         from ringfleet.providers.sshreach import connection_vars, preflight
 
         nodes = self.nodes()
-        preflight({n: node for n, node in nodes.items() if limit is None or n in limit})  # type: ignore[arg-type]
+        chosen = {n: node for n, node in nodes.items() if limit is None or n in limit}
+        preflight(chosen, f"converge {self.spec.env}")  # type: ignore[arg-type]
         extra = connection_vars(nodes)  # type: ignore[arg-type]
         for name, node in nodes.items():
             # ssh_mesh keeps key-only root login when the controller logs in as root.

@@ -78,11 +78,23 @@ def ssh_nodes(
     }
 
 
-def preflight(nodes: dict[str, SshNode]) -> None:
+def preflight(nodes: dict[str, SshNode], step: str) -> None:
     """Before a converge: every host trusted, its key accepted and, for a non-root admin,
-    sudo without a password. The first refusal is one line naming the host."""
+    sudo without a password. The first refusal is one line naming the host.
+
+    An untrusted key, a refused login or refused sudo is the user's to fix (exit 2); a
+    host that does not answer is a runtime failure of `step` (exit 3).
+    """
+    from ringfleet.errors import RuntimeFailure
+    from ringfleet.nodes.ssh import UNREACHABLE
+
     for node in nodes.values():
-        node.connect()
+        try:
+            node.connect()
+        except RingfleetError as exc:
+            if getattr(exc, "state", None) == UNREACHABLE:
+                raise RuntimeFailure(f"{step}: {exc.where}", exc.what, exc.got) from None
+            raise
         node.check_sudo()
 
 
