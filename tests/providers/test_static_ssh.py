@@ -3,6 +3,7 @@ and how the provider turns them into SshNodes and inventory connection settings.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from ringfleet.nodes.ssh import SshNode
 from ringfleet.providers import for_spec
 from ringfleet.providers.outputs import static_outputs
 from ringfleet.spec import load_spec_file
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_cli
 
 
 def write_spec(root: Path, env: str, ssh: dict | None = None, **cluster) -> Path:
@@ -140,3 +141,33 @@ def test_inventory_carries_the_nodes_connection(tmp_path: Path, key: Path) -> No
     h1 = inv["all"]["children"]["pool_cpu"]["hosts"]["h1"]
     assert "StrictHostKeyChecking=yes" in h1["ansible_ssh_common_args"]
 
+
+
+def test_up_limit_of_an_unknown_host_is_one_line(tmp_path: Path) -> None:
+    write_spec(tmp_path, "bm")
+    proc = run_cli("up", "bm", "--limit", "h9", root=tmp_path)
+    assert (proc.returncode, proc.stderr.strip()) == (
+        2,
+        "ringfleet: error: --limit: no node of that name in Pulumi.bm.yaml (h1, h2) (got 'h9')",
+    )
+
+
+@pytest.mark.parametrize("flag", [["--check"], ["--limit", "rf-local-cpu-1"]])
+def test_docker_up_refuses_check_and_limit(tmp_path: Path, flag: list[str]) -> None:
+    """Refused before the Docker engine is asked anything."""
+    shutil.copy(ROOT / "Pulumi.local.yaml", tmp_path / "Pulumi.local.yaml")
+    proc = run_cli("up", "local", *flag, root=tmp_path)
+    assert (proc.returncode, proc.stderr.strip()) == (
+        2,
+        "ringfleet: error: --check/--limit: for hosts ringfleet does not make (static, aws), "
+        "not provider docker (got 'local')",
+    )
+
+
+def test_check_cannot_go_with_no_converge(tmp_path: Path) -> None:
+    write_spec(tmp_path, "bm")
+    proc = run_cli("up", "bm", "--check", "--no-converge", root=tmp_path)
+    assert (proc.returncode, proc.stderr.strip()) == (
+        2,
+        "ringfleet: error: --check: checks a converge; it cannot go with --no-converge",
+    )
