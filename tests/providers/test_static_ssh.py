@@ -101,7 +101,11 @@ def test_nodes_are_ssh_nodes_built_from_the_spec(tmp_path: Path, key: Path) -> N
     spec = load(tmp_path, ssh={"key_file": str(key), "port": 2222, "proxy_jump": "jump@bastion"})
     node = for_spec(spec).nodes()["h2"]
     assert isinstance(node, SshNode) and (
-        node.address, node.port, node.admin_user, node.key_file, node.proxy_jump
+        node.address,
+        node.port,
+        node.admin_user,
+        node.key_file,
+        node.proxy_jump,
     ) == ("h2.example.org", 2222, "ops", key, "jump@bastion")
 
 
@@ -140,7 +144,6 @@ def test_inventory_carries_the_nodes_connection(tmp_path: Path, key: Path) -> No
     inv = render_inventory(static_outputs(spec), connection=connection)
     h1 = inv["all"]["children"]["pool_cpu"]["hosts"]["h1"]
     assert "StrictHostKeyChecking=yes" in h1["ansible_ssh_common_args"]
-
 
 
 def test_up_limit_of_an_unknown_host_is_one_line(tmp_path: Path) -> None:
