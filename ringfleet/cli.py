@@ -103,19 +103,45 @@ def up(
             "--converge", help="Run all of site.yml on every node, even when nothing changed"
         ),
     ] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check", help="Ansible check mode with diffs: show what would change, change nothing"
+        ),
+    ] = False,
+    limit: Annotated[
+        list[str] | None,
+        typer.Option("--limit", metavar="HOST", help="Converge only this node (repeatable)"),
+    ] = None,
     lock_timeout: LockTimeout = DEFAULT_LOCK_TIMEOUT,
 ) -> None:
     """Create or update ENV's nodes to match the spec, then converge them with site.yml.
 
     docker envs run on this machine's Docker engine; aws envs go through Pulumi's
     Automation API (needs the pulumi CLI); static envs create nothing and converge.
+    Before touching hosts someone else owns: --check, then --limit HOST.
     """
     from ringfleet.providers import UpOptions, for_spec
 
     spec = load_spec(env)
     provider = for_spec(spec)
+    names = [name for item in limit or [] for name in item.split(",") if name]
+    known = {node.name for node in spec.nodes}
+    for name in names:
+        if name not in known:
+            raise RingfleetError(
+                "--limit", f"no node of that name in {spec.display} ({', '.join(sorted(known))})",
+                name,
+            )
+    if check and no_converge:
+        raise RingfleetError("--check", "checks a converge; it cannot go with --no-converge")
     options = UpOptions(
-        converge=not no_converge, force_converge=force_converge, console=err_console, say=_say
+        converge=not no_converge,
+        force_converge=force_converge,
+        check=check,
+        limit=names or None,
+        console=err_console,
+        say=_say,
     )
     with _env_lock(env, lock_timeout):
         console.print(f"up {env}: cluster {spec.cluster.name} ({provider.name})")
@@ -185,6 +211,41 @@ def preview(
                     f"ringfleet: preview: flagged {line}", markup=False, soft_wrap=True
                 )
         raise typer.Exit(code)
+
+
+@app.command()
+def trust(
+    env: EnvArg,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Write the host keys without asking (scripts)")
+    ] = False,
+) -> None:
+    """Scan ENV's hosts' SSH keys, print each fingerprint, write ssh.known_hosts on consent.
+
+    Without a terminal to ask on and without --yes nothing is written (exit 2).
+    """
+    from ringfleet.nodes.trust import trust_hosts
+    from ringfleet.providers import for_spec
+    from ringfleet.providers.sshreach import known_hosts_file
+
+    spec = load_spec(env)
+    targets = for_spec(spec).trust_targets()
+    known = known_hosts_file(spec)
+    if yes:
+        confirm = lambda: True  # noqa: E731
+    elif sys.stdin.isatty():
+        confirm = lambda: typer.confirm(f"write these host keys to {known}?")  # noqa: E731
+    else:
+        confirm = None
+    port = spec.cluster.ssh.port
+    result = trust_hosts([(t.name, t.address, port) for t in targets], known, confirm, _say)
+    if result.written:
+        _say(f"trust {env}: wrote {known}")
+    elif all(state == "unchanged" for state in result.status.values()):
+        _say(f"trust {env}: every host key is already in {known}")
+    else:
+        _say(f"trust {env}: nothing written")
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -4,6 +4,7 @@ Controller side, under the project root:
   inventories/<env>/hosts.yml            the rendered Ansible inventory
   inventories/<env>/ringfleet.lock       the node lockfile (commit it)
   inventories/<env>/perf-baseline.json   the perf gate's baselines
+  inventories/<env>/known_hosts          host keys of SSH-reached nodes (commit it)
   .ringfleet/<env>.lock                  the env's exclusive lock (beside the state dir,
                                          so `down --purge` cannot delete it while held)
   .ringfleet/<env>/                      per-env state, owner only: outputs.json,
@@ -23,6 +24,9 @@ INVENTORIES_DIRNAME = "inventories"
 INVENTORY_NAME = "hosts.yml"
 LOCK_NAME = "ringfleet.lock"
 BASELINE_NAME = "perf-baseline.json"
+KNOWN_HOSTS_NAME = "known_hosts"
+# The controller's login key for static hosts when the spec names none (ssh.key_file).
+DEFAULT_ADMIN_KEY = "~/.ssh/id_ed25519"
 OUTPUTS_NAME = "outputs.json"
 FINGERPRINTS_NAME = "fingerprints.json"
 SSH_DIRNAME = "ssh"
@@ -99,6 +103,11 @@ def lock_path(root: Path, env: str) -> Path:
 def baseline_path(root: Path, env: str) -> Path:
     """`inventories/<env>/perf-baseline.json`."""
     return inventory_dir(root, env) / BASELINE_NAME
+
+
+def known_hosts_path(root: Path, env: str) -> Path:
+    """`inventories/<env>/known_hosts`: the default ssh.known_hosts."""
+    return inventory_dir(root, env) / KNOWN_HOSTS_NAME
 
 
 def runs_dir(mount: str) -> str:

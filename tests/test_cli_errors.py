@@ -30,9 +30,20 @@ def test_docker_unreachable_says_how_to_start_it(monkeypatch) -> None:
 
 
 def test_local_verbs_refuse_other_providers() -> None:
+    proc = run_cli("status", "aws-dev")
+    assert (proc.returncode, proc.stderr.strip()) == (
+        2,
+        "ringfleet: error: Pulumi.aws-dev.yaml: cluster.provider: the local cluster needs "
+        "provider docker; use Pulumi for this env (got 'aws')",
+    )
+
+
+def test_static_status_without_the_admin_key_is_one_line(monkeypatch) -> None:
+    """onprem names no key_file, so it is ~/.ssh/id_ed25519: absent under this HOME."""
+    monkeypatch.setitem(os.environ, "HOME", "/nonexistent")
     proc = run_cli("status", "onprem")
     assert (proc.returncode, proc.stderr.strip()) == (
         2,
-        "ringfleet: error: Pulumi.onprem.yaml: cluster.provider: the local cluster needs "
-        "provider docker; use Pulumi for this env (got 'static')",
+        "ringfleet: error: Pulumi.onprem.yaml: cluster.ssh.key_file: no private key at "
+        "/nonexistent/.ssh/id_ed25519 (got '/nonexistent/.ssh/id_ed25519')",
     )

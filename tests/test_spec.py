@@ -73,6 +73,18 @@ BROKEN = {
     "pools-not-list": "Pulumi.pools-not-list.yaml: cluster.pools: must be a list "
     "(got {'name': 'cpu'})",
     "missing-storage": "Pulumi.missing-storage.yaml: cluster.storage: required",
+    "static-bad-address": "Pulumi.static-bad-address.yaml: cluster.pools[0].hosts[1].address: "
+    "must be an IPv4 or IPv6 address or an RFC 1123 host name (got '192.0.2.12 *')",
+    "static-no-admin": "Pulumi.static-no-admin.yaml: cluster.ssh.admin_user: required for static "
+    "clusters: the account ringfleet logs in as (root, or a user with passwordless sudo)",
+    "static-existing-server": "Pulumi.static-existing-server.yaml: cluster.storage.server: not "
+    "used by storage kind existing: the site's file system is already mounted (got 'n1')",
+    "static-bad-proxy-jump": "Pulumi.static-bad-proxy-jump.yaml: cluster.ssh.proxy_jump: must be "
+    "[user@]host[:port] (got 'ops@bastion 22')",
+    "docker-admin-user": "Pulumi.docker-admin-user.yaml: cluster.ssh.admin_user: not used by "
+    "provider docker (got 'ops')",
+    "aws-key-file": "Pulumi.aws-key-file.yaml: cluster.ssh.key_file: not used by provider aws "
+    "(got '~/.ssh/id_ed25519')",
     "missing-file": "Pulumi.missing-file.yaml: no such file (env 'missing-file'; known envs: "
     + ", ".join(sorted(p.name[7:-5] for p in CORPUS.glob("Pulumi.*.yaml")))
     + ")",

@@ -258,7 +258,8 @@ def read_inputs(spec: ClusterSpec, root: Path, perf: bool) -> Inputs:
     if perf and not provider.runs_jobs:
         raise RingfleetError(
             "verify --perf",
-            "the benchmarks run through `ringfleet run`, which supports provider docker only",
+            f"the benchmarks run through `ringfleet run`, which does not reach provider "
+            f"{provider.name} nodes yet",
             provider.name,
         )
     inventory_file = require_inventory(root, env)

@@ -115,6 +115,10 @@ def ansible_env(root: Path) -> dict[str, str]:
     }
 
 
+# Ansible's check mode, showing what each task would change.
+CHECK_ARGS = "--check --diff"
+
+
 def converge(
     root: Path,
     inventory: Path,
@@ -126,8 +130,12 @@ def converge(
     label: str = "converge",
     console: Console | None = None,
     timeout: int = 3600,
+    check: bool = False,
 ) -> ConvergeResult:
     """Run site.yml against `inventory`; raise RingfleetError naming host and task on failure.
+
+    `check` runs it in Ansible's check mode with diffs: nothing on the nodes changes,
+    and `changed` counts what a real run would change.
 
     `tags` selects part of the roles: NODE_PART_TAG runs only the node part (what depends
     on a node's identity or its peers), for nodes made from the baked image.
@@ -154,6 +162,7 @@ def converge(
                 extravars=extravars or {},
                 limit=limit,
                 tags=tags,
+                cmdline=CHECK_ARGS if check else None,
                 envvars=env,
                 event_handler=progress,
                 quiet=True,

@@ -57,16 +57,20 @@ def apply(
     inventory_file: Path | None = None,
     state: Path | None = None,
     on_written: Callable[[dict[str, Any], Path], None] | None = None,
+    connection: dict[str, dict[str, Any]] | None = None,
+    check: bool = False,
 ) -> Applied:
     """Render the inventory from `outputs` (errors name `where`), write it, converge.
 
     `inventory_file` and `state` default to the env's (`inventories/<env>/hosts.yml`,
     `.ringfleet/<env>/`); `extravars` may be a function, called only once the inventory
-    is written (it may make keys); `plan` returning None skips the converge.
+    is written (it may make keys); `plan` returning None skips the converge;
+    `connection` adds per-host connection variables (SSH-reached nodes); `check` runs
+    the converge in check mode with diffs (nothing on the nodes changes).
     """
     from ringfleet.state import state_dir
 
-    inventory = render_inventory(outputs, where)
+    inventory = render_inventory(outputs, where, connection)
     path = write_inventory_file(inventory_file or paths.inventory_path(root, env), inventory)
     if on_written is not None:
         on_written(inventory, path)
@@ -85,6 +89,7 @@ def apply(
         tags=chosen.tags,
         label=chosen.label or label,
         console=console,
+        check=check,
     )
     return Applied(inventory, path, result)
 

@@ -108,8 +108,18 @@ def role_vars(software: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def render_inventory(data: dict[str, Any], where: str = "stack outputs") -> dict[str, Any]:
-    """The inventory as a dict, ready to dump as YAML."""
+def render_inventory(
+    data: dict[str, Any],
+    where: str = "stack outputs",
+    connection: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The inventory as a dict, ready to dump as YAML.
+
+    `connection`: per host, variables that say how Ansible reaches it beyond the
+    provider's `host_vars` (for SSH-reached nodes the key, known_hosts and become,
+    from `SshNode.ansible_host_vars()`), so the converge connects as run and verify do.
+    """
+    connection = connection or {}
     _typed(data, where, dict)
     for key in out.REQUIRED_KEYS:
         if key not in data:
@@ -125,6 +135,7 @@ def render_inventory(data: dict[str, Any], where: str = "stack outputs") -> dict
     for key in ("kind", "mount", "export", "server"):
         _optional(storage, key, f"{where}: {out.OUT_STORAGE}", str)
     _optional(network, "interface", f"{where}: {out.OUT_NETWORK}", str)
+    _optional(network, "subnet", f"{where}: {out.OUT_NETWORK}", str)
 
     children: dict[str, Any] = {}
     cpu_groups: dict[str, Any] = {}
@@ -154,6 +165,7 @@ def render_inventory(data: dict[str, Any], where: str = "stack outputs") -> dict
             }
             # How Ansible reaches the node is the provider's to say (connection, host, user).
             hv.update(reach.host_vars(node, f"{at}.nodes[{i}]"))
+            hv.update(connection.get(node["name"], {}))
             if node.get("privateIp"):
                 hv["ringfleet_private_ip"] = node["privateIp"]
             hosts[node["name"]] = hv
@@ -192,6 +204,7 @@ def render_inventory(data: dict[str, Any], where: str = "stack outputs") -> dict
                 "ringfleet_storage_server": storage.get("server"),
                 "ringfleet_storage_export": storage.get("export"),
                 "ringfleet_interface": network.get("interface"),
+                **_by_subnet(network),
                 "ringfleet_ssh_user": data[out.OUT_SSH_USER],
                 "ringfleet_ssh_port": data[out.OUT_SSH_PORT],
                 "ansible_python_interpreter": "/usr/bin/python3",
@@ -199,6 +212,16 @@ def render_inventory(data: dict[str, Any], where: str = "stack outputs") -> dict
             "children": children,
         }
     }
+
+
+def _by_subnet(network: dict[str, Any]) -> dict[str, Any]:
+    """With no interface named, the roles find each host's by the cluster subnet.
+
+    Only then is the subnet added, so inventories that name an interface stay as they were.
+    """
+    if network.get("interface"):
+        return {}
+    return {"ringfleet_subnet": network.get("subnet")}
 
 
 class _NoAliasDumper(yaml.SafeDumper):

@@ -178,7 +178,7 @@ def _resolve(file: JobFile, spec: ClusterSpec, path: Path, display: str, root: P
         workdir=_workdir(file, spec, display),
         timeout_seconds=file.timeout,
         launcher=file.launcher,
-        interface=file.interface or spec.cluster.network.interface,
+        interface=file.interface or spec.mpi_include,
         tuning=file.tuning,
     )
 

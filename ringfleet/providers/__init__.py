@@ -66,6 +66,10 @@ class UpOptions:
 
     converge: bool = True
     force_converge: bool = False
+    check: bool = False
+    """Ansible check mode with diffs: report what would change, change nothing."""
+    limit: list[str] | None = None
+    """Converge only these nodes (names as in the spec)."""
     console: Console | None = None
     say: Say = field(default=print)
 

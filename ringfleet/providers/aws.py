@@ -90,6 +90,9 @@ class AwsProvider(ProviderBase):
     def check_cluster(cls, cluster: Cluster, display: str) -> None:
         if not cluster.region:
             raise RingfleetError(where(display, "cluster.region"), "required for provider aws")
+        # The login key is the stack's own (.ringfleet/<env>/ssh/stack_key), not a named file.
+        cls.forbid_ssh(cluster, display, "key_file")
+        cls.check_proxy_jump(cluster, display)
 
     @classmethod
     def pool_cores(cls, pool: Pool) -> int:

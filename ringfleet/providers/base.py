@@ -18,6 +18,7 @@ from ringfleet.spec.resolved import Node as SpecNode
 
 if TYPE_CHECKING:
     from ringfleet.nodes import Node
+    from ringfleet.providers.sshreach import Target
     from ringfleet.providers.stackops import StackOutputs
     from ringfleet.spec.model import Cluster, Pool
     from ringfleet.spec.resolved import ClusterSpec
@@ -29,6 +30,8 @@ class ProviderBase:
     name: ClassVar[str]
     storage_kinds: ClassVar[tuple[str, ...]]
     runs_jobs: ClassVar[bool] = False
+    default_interface: ClassVar[str | None] = "eth0"
+    """The interface between nodes when the spec names none; None: found by subnet."""
 
     def __init__(self, spec: ClusterSpec):
         self.spec = spec
@@ -53,6 +56,30 @@ class ProviderBase:
             raise RingfleetError(
                 where(display, f"cluster.pools[{index}].{field}"), f"required: {why}"
             )
+
+    @classmethod
+    def forbid_ssh(cls, cluster: Cluster, display: str, *fields: str) -> None:
+        """Refuse an ssh field this provider does not use."""
+        for field in fields:
+            value = getattr(cluster.ssh, field)
+            if value is not None:
+                at = where(display, f"cluster.ssh.{field}")
+                raise RingfleetError(at, f"not used by provider {cls.name}", value)
+
+    @classmethod
+    def check_proxy_jump(cls, cluster: Cluster, display: str) -> None:
+        """ssh.proxy_jump, when set, must be `[user@]host[:port]`."""
+        from ringfleet.nodes.ssh import parse_proxy_jump
+
+        if cluster.ssh.proxy_jump is not None:
+            try:
+                parse_proxy_jump("ssh", cluster.ssh.proxy_jump)
+            except RingfleetError:
+                raise RingfleetError(
+                    where(display, "cluster.ssh.proxy_jump"),
+                    "must be [user@]host[:port]",
+                    cluster.ssh.proxy_jump,
+                ) from None
 
     @classmethod
     def check_pool(cls, cluster: Cluster, index: int, pool: Pool, display: str) -> None:
@@ -102,6 +129,29 @@ class ProviderBase:
         self.require_run()
         raise NotImplementedError
 
+    def trust_targets(self) -> list[Target]:
+        """The hosts `ringfleet trust` scans: name and the address the controller dials."""
+        raise RingfleetError(
+            f"{self.spec.display}: cluster.provider",
+            "`trust` scans hosts listed in the spec; provider " + self.name + " has none",
+            self.name,
+        )
+
+    def connection(self, limit: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Per node, how Ansible connects beyond `host_vars` (key, known_hosts, become);
+        the nodes to converge (`limit`, default all) are checked first: an untrusted host
+        or refused sudo stops here in one line, before anything changes."""
+        from ringfleet.providers.sshreach import connection_vars, preflight
+
+        nodes = self.nodes()
+        chosen = {n: node for n, node in nodes.items() if limit is None or n in limit}
+        preflight(chosen, f"converge {self.spec.env}")  # type: ignore[arg-type]
+        extra = connection_vars(nodes)  # type: ignore[arg-type]
+        for name, node in nodes.items():
+            # ssh_mesh keeps key-only root login when the controller logs in as root.
+            extra[name]["ringfleet_admin_user"] = node.admin_user  # type: ignore[attr-defined]
+        return extra
+
     def status(self) -> list[NodeStatus]:
         raise RingfleetError(
             f"{self.spec.display}: cluster.provider",
@@ -118,13 +168,14 @@ class ProviderBase:
 
     def up(self, root: Path, options: UpOptions) -> None:
         """Create, save the outputs, then write the inventory and converge (converge.apply)."""
-        from ringfleet.converge.apply import apply
+        from ringfleet.converge.apply import ConvergePlan, apply
         from ringfleet.providers.stackops import save_stack_outputs
         from ringfleet.state import converge_vars
 
         env = self.spec.env
         made = self.create()
         save_stack_outputs(root, env, made)
+        connection = self.connection(options.limit) if options.converge else {}
 
         def written(_inventory: dict, path: Path) -> None:
             options.say(f"up {env}: inventory {path}")
@@ -139,6 +190,17 @@ class ProviderBase:
             label=f"converge {env}",
             console=options.console,
             on_written=written,
+            connection=connection,
+            check=options.check,
+            plan=lambda _inventory: ConvergePlan(limit=",".join(options.limit or []) or None),
         )
-        if applied.result is not None:
+        if applied.result is None:
+            return
+        if options.check:
+            per_host = ", ".join(f"{h}={n}" for h, n in sorted(applied.result.changed.items()))
+            options.say(
+                f"up {env}: check mode, nothing changed; a converge would change "
+                f"{applied.result.total_changed} ({per_host or 'none'})"
+            )
+        else:
             options.say(f"up {env}: converged, ansible changed={applied.result.total_changed}")

@@ -98,6 +98,7 @@ def static_outputs(spec: ClusterSpec, addresses: dict[str, dict[str, str]] | Non
         OUT_NETWORK: {
             "subnet": c.network.subnet,
             "adminCidr": c.network.admin_cidr,
-            "interface": c.network.interface,
+            # Empty: each host's interface on the subnet (the openmpi role's convention).
+            "interface": spec.interface or "",
         },
     }

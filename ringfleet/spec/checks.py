@@ -119,7 +119,8 @@ def _check_network(cluster: Cluster, display: str) -> None:
                 "or set cluster.network.allow_wide_admin_cidr: true",
                 value,
             )
-    if not INTERFACE_PATTERN.fullmatch(cluster.network.interface):
+    interface = cluster.network.interface
+    if interface is not None and not INTERFACE_PATTERN.fullmatch(interface):
         raise RingfleetError(
             where(display, "cluster.network.interface"),
             "must be a network interface name such as eth0",
@@ -145,7 +146,7 @@ def _check_storage(cluster: Cluster, display: str) -> None:
         )
     provider.check_storage(cluster, display)
     server = cluster.storage.server
-    if server is not None and not _is_host(server):
+    if server is not None and not is_host(server):
         raise RingfleetError(
             where(display, "cluster.storage.server"),
             "must be a host name or an IP address",
@@ -153,7 +154,9 @@ def _check_storage(cluster: Cluster, display: str) -> None:
         )
 
 
-def _is_host(value: str) -> bool:
+def is_host(value: str) -> bool:
+    """An IPv4 or IPv6 address, or an RFC 1123 host name: what may reach ssh, known_hosts
+    and /etc/exports."""
     try:
         ipaddress.ip_address(value)
     except ValueError:

@@ -53,7 +53,8 @@ class StaticHost(Strict):
     name: Name
     """Inventory host name."""
     address: str = Field(min_length=1)
-    """IP address or DNS name Ansible and SSH connect to."""
+    """IPv4/IPv6 address or RFC 1123 host name Ansible and SSH connect to (checked in
+    spec.checks: it lands in known_hosts and /etc/exports)."""
 
 
 class Software(Strict):
@@ -95,7 +96,8 @@ class Pool(Strict):
 
 
 class Storage(Strict):
-    kind: Literal["volume", "nfs", "efs"]
+    kind: Literal["volume", "nfs", "efs", "existing"]
+    """`existing`: a shared file system the site already mounts at `mount` on every host."""
     mount: AbsPath = "/shared"
     export: AbsPath = "/srv/ringfleet"
     """Exported directory on the NFS server."""
@@ -103,16 +105,33 @@ class Storage(Strict):
     """NFS server: a host of a static pool, or an address; aws creates a head node if unset."""
 
 
+UserName = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")]
+
+
 class Ssh(Strict):
-    user: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")] = "rf"
+    user: UserName = "rf"
+    """The job user: ranks run as it, and its key makes the nodes' SSH mesh."""
     port: int = Field(default=22, ge=1, le=65535)
+    """The nodes' sshd port, for the controller and for the mesh."""
+    admin_user: UserName | None = None
+    """Who the controller logs in as (converge, run, verify, lock): required for static,
+    `admin` on aws; a non-root admin needs passwordless sudo."""
+    key_file: str | None = Field(default=None, min_length=1)
+    """The controller's private key for admin_user (static: default ~/.ssh/id_ed25519)."""
+    known_hosts: str | None = Field(default=None, min_length=1)
+    """Host keys, checked strictly (default inventories/<env>/known_hosts; relative to
+    the project); `ringfleet trust ENV` fills it."""
+    proxy_jump: str | None = Field(default=None, min_length=1)
+    """A bastion, `[user@]host[:port]`, for hosts the controller cannot reach directly."""
 
 
 class Network(Strict):
     subnet: str = "10.213.0.0/24"
     admin_cidr: str = "127.0.0.1/32"
-    interface: str = "eth0"
-    """Interface MPI and Horovod use between nodes."""
+    interface: str | None = None
+    """Interface MPI and Horovod use between nodes. Unset: the provider's default
+    (docker, aws: eth0); on static hosts, whatever interface has an address on
+    `subnet`, so hosts may name it differently."""
     allow_wide_admin_cidr: bool = False
     """Allow an admin_cidr wider than /16 (IPv4) or /48 (IPv6) to reach SSH."""
 

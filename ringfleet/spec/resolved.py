@@ -67,6 +67,18 @@ class ClusterSpec:
     def nodes(self) -> list[Node]:
         return [n for p in self.pools.values() for n in p.nodes]
 
+    @property
+    def interface(self) -> str | None:
+        """The interface between nodes: the spec's, else the provider's default; None
+        means each host's interface on `network.subnet` (hosts name it differently)."""
+        return self.cluster.network.interface or rules_for(self.cluster).default_interface
+
+    @property
+    def mpi_include(self) -> str:
+        """What Open MPI's btl/oob_tcp_if_include get: the interface, else the subnet
+        (both accept a CIDR and match it against each host's addresses)."""
+        return self.interface or self.cluster.network.subnet
+
     @cached_property
     def spec_hash(self) -> str:
         """A short digest of the normalised spec, for labels and change detection."""

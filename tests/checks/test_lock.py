@@ -478,14 +478,14 @@ def test_bad_tolerance_is_one_line(bare_root: Path) -> None:
     )
 
 
-def test_perf_needs_a_docker_env() -> None:
-    proc = run_cli("verify", "onprem", "--perf", "--no-suite")
+def test_perf_needs_an_env_run_reaches() -> None:
+    proc = run_cli("verify", "aws-dev", "--perf", "--no-suite")
     assert (*_one_line(proc), proc.stderr.strip()) == (
         2,
         1,
         False,
         "ringfleet: error: verify --perf: the benchmarks run through `ringfleet run`, which "
-        "supports provider docker only (got 'static')",
+        "does not reach provider aws nodes yet (got 'aws')",
     )
 
 

@@ -43,6 +43,8 @@ PATHS = [
     "ansible.cfg",
 ]
 ENVS = ["aws-dev", "local", "onprem"]
+# Taken from the working tree even for an old base.
+NODE_INPUTS = ["roles", "playbooks", "site.yml", "ansible.cfg"]
 # Old layouts, by a commit of this repository's history that has each.
 OLD_BASES = {
     "flat": "d872216",
@@ -81,6 +83,16 @@ def write_old_tree(commit: str, dest: Path) -> None:
     )
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(dest, filter="data")
+    # The node inputs as they are now: what is compared is how the old layout's code is
+    # recorded, not how the roles changed since that commit (which would rebake images).
+    for name in NODE_INPUTS:
+        target = dest / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, target)
 
 
 def write_current_tree(dest: Path) -> None:

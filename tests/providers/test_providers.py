@@ -35,7 +35,7 @@ def test_implementation_is_registered_under_its_name(name) -> None:
     assert provider_class(name).name == name
 
 
-@pytest.mark.parametrize("env", ["aws-dev", "onprem"])
+@pytest.mark.parametrize("env", ["aws-dev"])
 def test_run_is_refused_where_nodes_cannot_be_reached_yet(env) -> None:
     with pytest.raises(RingfleetError) as refused:
         for_spec(load_spec(env, ROOT)).nodes()

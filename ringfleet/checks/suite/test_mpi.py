@@ -61,15 +61,29 @@ def test_openmpi_supports_mpi_thread_multiple(shell) -> None:
     assert THREAD_MULTIPLE in shell.output("ompi_info")
 
 
+def _interface(hostvars) -> str:
+    """The inventory's interface; empty when each host's is found on the subnet."""
+    return hostvars.get("ringfleet_interface", "eth0")
+
+
 @pytest.mark.parametrize("param", INTERFACE_PARAMS)
 def test_mca_param_names_the_cluster_interface(shell, hostvars, param: str) -> None:
+    """The interface, or (hosts naming it differently) the cluster subnet as a CIDR."""
     params = _mca_params(shell.output(f"cat {MCA_PARAMS_FILE}"))
-    assert params.get(param) == hostvars.get("ringfleet_interface", "eth0")
+    assert params.get(param) == (_interface(hostvars) or hostvars.get("ringfleet_subnet"))
 
 
 def test_cluster_interface_exists(shell, hostvars) -> None:
-    interface = hostvars.get("ringfleet_interface", "eth0")
-    assert shell.run(f"ip -o link show dev {shlex.quote(interface)}").rc == 0
+    if not _interface(hostvars):
+        pytest.skip("no interface named: each host's is found on the subnet")
+    assert shell.run(f"ip -o link show dev {shlex.quote(_interface(hostvars))}").rc == 0
+
+
+def test_node_has_an_address_on_the_subnet(shell, hostvars) -> None:
+    if _interface(hostvars):
+        pytest.skip("the interface is named; its address is the site's to choose")
+    subnet = shlex.quote(hostvars["ringfleet_subnet"])
+    assert shell.output(f"ip -o addr show to {subnet}").strip() != ""
 
 
 @pytest.fixture(scope="module")

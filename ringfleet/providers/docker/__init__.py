@@ -40,6 +40,12 @@ class DockerProvider(ProviderBase):
     runs_jobs: ClassVar[bool] = True
 
     @classmethod
+    def check_cluster(cls, cluster: Cluster, display: str) -> None:
+        super().check_cluster(cluster, display)
+        # The controller reaches containers through the Docker API, not SSH.
+        cls.forbid_ssh(cluster, display, "admin_user", "key_file", "known_hosts", "proxy_jump")
+
+    @classmethod
     def check_pool(cls, cluster: Cluster, index: int, pool: Pool, display: str) -> None:
         cls.forbid(pool, index, display, "instance_type", "hosts", "spot")
         cls.need(pool, index, display, "count", "how many containers to run")
@@ -62,6 +68,14 @@ class DockerProvider(ProviderBase):
 
     def up(self, root: Path, options: UpOptions) -> None:
         from ringfleet.providers.docker import cluster
+
+        if options.check or options.limit:
+            # Its containers are ringfleet's own: the converge plan already picks the nodes.
+            raise RingfleetError(
+                "--check/--limit",
+                "for hosts ringfleet does not make (static, aws), not provider docker",
+                self.spec.env,
+            )
 
         report = cluster.up(
             self.spec,

@@ -60,7 +60,7 @@ def image_inputs(spec: ClusterSpec, pool: ResolvedPool, root: Path) -> dict[str,
     # node part, so a change to any of them must make a new image.
     config = {
         "threads_per_rank": pool.pool.threads_per_rank,
-        "interface": spec.cluster.network.interface,
+        "interface": spec.interface,
         "ssh_port": spec.cluster.ssh.port,
         "provider": spec.cluster.provider,
         "ca_bundles": _file_digest(HOST_CA_BUNDLE),
