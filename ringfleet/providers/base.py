@@ -202,5 +202,12 @@ class ProviderBase:
                 f"up {env}: check mode, nothing changed; a converge would change "
                 f"{applied.result.total_changed} ({per_host or 'none'})"
             )
+        elif options.limit:
+            # The hosts Ansible reported on: proof that the limit held.
+            ran = ", ".join(sorted(applied.result.ok)) or "none"
+            options.say(
+                f"up {env}: converged {ran} (--limit), ansible changed="
+                f"{applied.result.total_changed}"
+            )
         else:
             options.say(f"up {env}: converged, ansible changed={applied.result.total_changed}")
