@@ -83,7 +83,7 @@ def cold_build(spec: ClusterSpec) -> ColdBuild:
     started = time.monotonic()
     local.up(spec, ROOT, console=console)
     up_seconds = time.monotonic() - started
-    read = lock_env(ROOT, ENV, for_spec(load_spec(ENV, ROOT)).nodes())
+    read = lock_env(ROOT, ENV, for_spec(spec).nodes())
     return ColdBuild(
         removed, console.file.getvalue(), up_seconds, dump_lock(read.lock), read.drifts
     )
