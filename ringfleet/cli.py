@@ -229,7 +229,9 @@ def trust(
     from ringfleet.providers.sshreach import known_hosts_file
 
     spec = load_spec(env)
-    targets = for_spec(spec).trust_targets()
+    provider = for_spec(spec)
+    targets = provider.trust_targets()
+    vouch = provider.host_key_voucher()
     known = known_hosts_file(spec)
     if yes:
         confirm = lambda: True  # noqa: E731
@@ -238,7 +240,8 @@ def trust(
     else:
         confirm = None
     port = spec.cluster.ssh.port
-    result = trust_hosts([(t.name, t.address, port) for t in targets], known, confirm, _say)
+    hosts = [(t.name, t.address, port) for t in targets]
+    result = trust_hosts(hosts, known, confirm, _say, vouch=vouch)
     if result.written:
         _say(f"trust {env}: wrote {known}")
     elif all(state == "unchanged" for state in result.status.values()):

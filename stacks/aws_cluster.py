@@ -29,16 +29,15 @@ MANAGED_BY = "ringfleet"
 # protected NFS head); roll nodes on purpose by setting the pool's `image`.
 AMI_IGNORE_CHANGES = ["ami"]
 
-# Debian's own AWS account publishes the official Debian AMIs.
+# Debian's own AWS account publishes the official Debian AMIs. GPU pools use the same
+# image as CPU pools: the roles are pinned to Debian 12, and the nvidia role installs
+# the driver, CUDA and NCCL from NVIDIA's Debian 12 repository.
 DEBIAN_AMI_OWNER = "136693071363"
 DEBIAN_AMI_NAME = "debian-12-amd64-*"
-# AWS's Deep Learning base image: NVIDIA driver and CUDA preinstalled, no frameworks.
-GPU_AMI_OWNER = "amazon"
-GPU_AMI_NAME = "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) *"
 AMI_ARCHITECTURE = "x86_64"
 
 # The inventory logs in to aws nodes as this user (the aws provider's host_vars);
-# cloud-init makes it on every image, as the GPU image's default user is `ubuntu`.
+# cloud-init makes it with the stack's key (Debian's default user is `admin` too).
 LOGIN_USER = AWS_LOGIN_USER
 
 # The NFS head node when storage is nfs and no server is named. The spec has no
@@ -66,14 +65,13 @@ def cluster_tags(spec: ClusterSpec, pool: str | None = None, name: str | None = 
     return tags
 
 
-def ami_lookup(gpu: bool, parent: pulumi.Resource) -> pulumi.Output[str]:
-    """The newest Debian 12 AMI, or the NVIDIA Deep Learning base AMI for GPU nodes."""
-    owner, pattern = (GPU_AMI_OWNER, GPU_AMI_NAME) if gpu else (DEBIAN_AMI_OWNER, DEBIAN_AMI_NAME)
+def ami_lookup(parent: pulumi.Resource) -> pulumi.Output[str]:
+    """The newest official Debian 12 AMI, for every pool and the NFS head."""
     return aws.ec2.get_ami_output(
         most_recent=True,
-        owners=[owner],
+        owners=[DEBIAN_AMI_OWNER],
         filters=[
-            aws.ec2.GetAmiFilterArgs(name="name", values=[pattern]),
+            aws.ec2.GetAmiFilterArgs(name="name", values=[DEBIAN_AMI_NAME]),
             aws.ec2.GetAmiFilterArgs(name="architecture", values=[AMI_ARCHITECTURE]),
         ],
         # The parent carries the regional provider to the lookup.
@@ -82,8 +80,13 @@ def ami_lookup(gpu: bool, parent: pulumi.Resource) -> pulumi.Output[str]:
 
 
 def node_user_data(public_key: str, ssh_port: int) -> str:
-    """cloud-config of a pool node: the login user with the cluster key, and the SSH port."""
+    """cloud-config of a pool node: the login user with the cluster key, and the SSH port.
+
+    The host public keys go to the console (cloud-init's default, asked for here so an
+    image that turns it off still does it): `ringfleet trust` checks scanned keys there.
+    """
     doc: dict = {
+        "ssh": {"emit_keys_to_console": True},
         "users": [
             "default",
             {
@@ -313,7 +316,7 @@ class SharedStorage(pulumi.ComponentResource):
         elif args.kind == "nfs" and args.server is None:
             self.head = aws.ec2.Instance(
                 f"{name}-nfs",
-                ami=ami_lookup(gpu=False, parent=self),
+                ami=ami_lookup(parent=self),
                 instance_type=NFS_HEAD_INSTANCE_TYPE,
                 subnet_id=args.subnet_ids[0],
                 vpc_security_group_ids=[args.security_group_id],
@@ -365,7 +368,7 @@ class NodePool(pulumi.ComponentResource):
         self.placement_group = aws.ec2.PlacementGroup(
             f"{name}-pg", strategy="cluster", tags={**args.tags, "Name": name}, opts=child
         )
-        ami = pool.pool.image or ami_lookup(gpu=pool.is_gpu, parent=self)
+        ami = pool.pool.image or ami_lookup(parent=self)
         market = None
         if pool.pool.spot:
             market = aws.ec2.InstanceInstanceMarketOptionsArgs(
@@ -400,8 +403,9 @@ class NodePool(pulumi.ComponentResource):
             )
             for node in pool.nodes
         }
+        # The instance id lets `ringfleet trust` read the node's console output.
         self.addresses = {
-            node: {"privateIp": i.private_ip, "publicIp": i.public_ip}
+            node: {"privateIp": i.private_ip, "publicIp": i.public_ip, "instanceId": i.id}
             for node, i in self.instances.items()
         }
         self.register_outputs({"nodes": list(self.instances)})

@@ -20,7 +20,8 @@ class Made:
     """What a provider's components expose to the stack outputs."""
 
     addresses: dict[str, dict[str, pulumi.Input[str | None]]] = field(default_factory=dict)
-    """Node name -> {"privateIp": ..., "publicIp": ...}, as the resources report them."""
+    """Node name -> {"privateIp": ..., "publicIp": ...} (aws adds "instanceId"), as the
+    resources report them."""
     storage_server: pulumi.Input[str | None] = None
     """Where nodes mount shared storage from (EFS DNS name, NFS head IP), if created."""
     private_key: pulumi.Output[str] | None = None

@@ -8,6 +8,7 @@ check the options the program really registered.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,6 @@ from pulumi.runtime.mocks import MockMonitor
 from ringfleet.spec import ClusterSpec
 
 MOCK_DEBIAN_AMI = "ami-0debian12mock"
-MOCK_GPU_AMI = "ami-0dlamigpumock"
 MOCK_PRIVATE_KEY = (
     "-----BEGIN OPENSSH PRIVATE KEY-----\nbW9jaw==\n-----END OPENSSH PRIVATE KEY-----\n"
 )
@@ -71,6 +71,11 @@ class RecordingMonitor(MockMonitor):
         return response
 
 
+def mock_instance_id(name: str) -> str:
+    """An EC2-shaped instance id (`i-` and 17 hex digits), stable per resource name."""
+    return "i-" + hashlib.sha256(name.encode()).hexdigest()[:17]
+
+
 class RingfleetMocks(pulumi.runtime.Mocks):
     """Answers by resource type; `addresses` (node -> privateIp/publicIp) pins node IPs."""
 
@@ -93,6 +98,7 @@ class RingfleetMocks(pulumi.runtime.Mocks):
         if args.typ == "aws:ec2/instance:Instance":
             addr = self._address(args.name)
             state.update(privateIp=addr["privateIp"], publicIp=addr["publicIp"])
+            return mock_instance_id(args.name), state
         elif args.typ == "docker:index/container:Container":
             addr = self._address(args.name)
             state["networkDatas"] = [
@@ -116,7 +122,7 @@ class RingfleetMocks(pulumi.runtime.Mocks):
             names = [
                 v for f in args.args.get("filters", []) if f["name"] == "name" for v in f["values"]
             ]
-            ami = MOCK_GPU_AMI if any("Nvidia" in n for n in names) else MOCK_DEBIAN_AMI
+            ami = MOCK_DEBIAN_AMI
             return {"id": ami, "imageId": ami, "name": names[0] if names else ""}
         return {}
 

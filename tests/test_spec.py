@@ -38,6 +38,9 @@ BROKEN = {
     "gpu-instance-without-gpus": "Pulumi.gpu-instance-without-gpus.yaml: "
     "cluster.pools[0].instance_type: instance type has no GPUs but the pool has an accelerator "
     "(got 'c7i.4xlarge')",
+    "gpu-no-interface": "Pulumi.gpu-no-interface.yaml: cluster.network.interface: required "
+    "with a GPU pool (cluster.pools[0]) on provider aws: NCCL needs the nodes' cluster interface "
+    "by name (e.g. ens5 on EC2 Nitro, eno1)",
     "gpu-vendor": "Pulumi.gpu-vendor.yaml: cluster.pools[0].accelerator.vendor: "
     "must be one of 'nvidia' (got 'amd')",
     "zero-slots": "Pulumi.zero-slots.yaml: cluster.pools: zero total slots: no pool has a node "

@@ -139,6 +139,7 @@ def trust_hosts(
     known_hosts: Path,
     confirm: Callable[[], bool] | None,
     show: Callable[[str], None] = print,
+    vouch: Callable[[list[HostKey]], None] | None = None,
 ) -> TrustResult:
     """Scan `hosts` (name, address, port), show each key's fingerprint, write on consent.
 
@@ -150,8 +151,12 @@ def trust_hosts(
     RingfleetError (exit code 2) and writes nothing. A declined confirmation
     returns with `written` False. Writing replaces the scanned hosts' entries and
     keeps every other line of the file, atomically, mode 0644.
+    `vouch`, when given, checks the scanned keys against a second source (aws: the
+    instances' console output) and raises before anything is shown or written.
     """
     keys = scan_host_keys(hosts)
+    if vouch is not None:
+        vouch(keys)
     existing = read_known_hosts(known_hosts)
     result = TrustResult(keys)
     for name, address, port in hosts:

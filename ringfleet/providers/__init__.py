@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from ringfleet.nodes import Node
+    from ringfleet.nodes.trust import HostKey
+    from ringfleet.providers.sshreach import Target
     from ringfleet.spec import Cluster, ClusterSpec, Pool
     from ringfleet.spec import Node as SpecNode
 
@@ -142,6 +144,15 @@ class Provider(Protocol):
 
     def nodes(self, names: list[str] | None = None) -> dict[str, Node]:
         """The named nodes (all of the spec's by default) as `ringfleet.nodes.Node`s."""
+        ...
+
+    def trust_targets(self) -> list[Target]:
+        """The hosts `ringfleet trust` scans: name and the address the controller dials."""
+        ...
+
+    def host_key_voucher(self) -> Callable[[list[HostKey]], None] | None:
+        """What `trust` checks scanned host keys against besides the user (aws: the
+        instances' console output); None when the user's confirmation is all."""
         ...
 
 

@@ -17,7 +17,10 @@ from ringfleet.spec.checks import where
 from ringfleet.spec.resolved import Node as SpecNode
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ringfleet.nodes import Node
+    from ringfleet.nodes.trust import HostKey
     from ringfleet.providers.sshreach import Target
     from ringfleet.providers.stackops import StackOutputs
     from ringfleet.spec.model import Cluster, Pool
@@ -136,6 +139,11 @@ class ProviderBase:
             "`trust` scans hosts listed in the spec; provider " + self.name + " has none",
             self.name,
         )
+
+    def host_key_voucher(self) -> Callable[[list[HostKey]], None] | None:
+        """A second source `trust` checks scanned host keys against, if the provider has
+        one (aws: the instances' console output); None: the user's confirmation alone."""
+        return None
 
     def connection(self, limit: list[str] | None = None) -> dict[str, dict[str, Any]]:
         """Per node, how Ansible connects beyond `host_vars` (key, known_hosts, become);

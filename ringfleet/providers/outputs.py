@@ -74,13 +74,15 @@ def static_outputs(spec: ClusterSpec, addresses: dict[str, dict[str, str]] | Non
         nodes = []
         for node in pool.nodes:
             extra = addresses.get(node.name, {})
-            nodes.append(
-                {
-                    "name": node.name,
-                    "privateIp": extra.get("privateIp", node.address),
-                    "publicIp": extra.get("publicIp"),
-                }
-            )
+            entry = {
+                "name": node.name,
+                "privateIp": extra.get("privateIp", node.address),
+                "publicIp": extra.get("publicIp"),
+            }
+            if extra.get("instanceId"):
+                # aws: `ringfleet trust` reads the instance's console output by it.
+                entry["instanceId"] = extra["instanceId"]
+            nodes.append(entry)
         pools[pool.name] = pool_output(pool, nodes)
     return {
         OUT_CLUSTER: c.name,

@@ -75,6 +75,7 @@ def check_cluster(cluster: Cluster, display: str) -> None:
     _check_network(cluster, display)
     _check_storage(cluster, display)
     provider.check_cluster(cluster, display)
+    _check_nccl_interface(cluster, display)
     names: dict[str, str] = {}
     total = 0
     for i, pool in enumerate(cluster.pools):
@@ -132,6 +133,21 @@ def _check_network(cluster: Cluster, display: str) -> None:
             where(display, "cluster.network.subnet"),
             "too small for the nodes of all pools",
             cluster.network.subnet,
+        )
+
+
+def _check_nccl_interface(cluster: Cluster, display: str) -> None:
+    """GPU ranks talk through NCCL, which takes an interface name (NCCL_SOCKET_IFNAME),
+    not the subnet Open MPI can be given: with none named or defaulted, say so."""
+    provider = rules_for(cluster)
+    if cluster.network.interface or provider.default_interface:
+        return
+    gpu = next((i for i, p in enumerate(cluster.pools) if p.accelerator), None)
+    if gpu is not None:
+        raise RingfleetError(
+            where(display, "cluster.network.interface"),
+            f"required with a GPU pool (cluster.pools[{gpu}]) on provider {provider.name}: "
+            "NCCL needs the nodes' cluster interface by name (e.g. ens5 on EC2 Nitro, eno1)",
         )
 
 

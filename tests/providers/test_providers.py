@@ -35,13 +35,10 @@ def test_implementation_is_registered_under_its_name(name) -> None:
     assert provider_class(name).name == name
 
 
-@pytest.mark.parametrize("env", ["aws-dev"])
-def test_run_is_refused_where_nodes_cannot_be_reached_yet(env) -> None:
-    with pytest.raises(RingfleetError) as refused:
-        for_spec(load_spec(env, ROOT)).nodes()
-    assert refused.value.line() == (
-        f"ringfleet: error: run: provider {ENVS[env]} is not supported by `run` yet; use docker"
-    )
+@pytest.mark.parametrize("name", IMPLEMENTATIONS)
+def test_every_provider_runs_jobs(name) -> None:
+    # aws nodes are SshNodes like static ones (tests/providers/test_aws_nodes.py).
+    assert provider_class(name).runs_jobs
 
 
 @pytest.mark.parametrize(

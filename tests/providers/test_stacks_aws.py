@@ -16,10 +16,10 @@ from stacks import aws_cluster  # noqa: E402
 from stacks.mocks import (  # noqa: E402
     MOCK_DEBIAN_AMI,
     MOCK_EFS_DNS,
-    MOCK_GPU_AMI,
     MOCK_PRIVATE_KEY,
     MOCK_PUBLIC_KEY,
     ProgramRun,
+    mock_instance_id,
     run_program,
     set_ringfleet_mocks,
 )
@@ -124,16 +124,20 @@ def test_instance_type_is_the_pools(run, pool):
 
 
 @pytest.mark.parametrize("pool", POOLS)
-def test_gpu_ami_on_gpu_pools_only(run, pool):
-    expected = MOCK_GPU_AMI if SPEC.pools[pool].is_gpu else MOCK_DEBIAN_AMI
-    assert {r.inputs["ami"] for r in pool_resources(run, INSTANCE, pool)} == {expected}
+def test_every_pool_runs_the_debian_12_ami(run, pool):
+    # GPU pools too: the Debian-pinned roles cannot converge an Ubuntu image.
+    assert {r.inputs["ami"] for r in pool_resources(run, INSTANCE, pool)} == {MOCK_DEBIAN_AMI}
 
 
-def test_ami_lookups_are_debian_12_and_nvidia_base(run):
-    names = sorted(
-        v for c in run.calls for f in c.args["filters"] if f["name"] == "name" for v in f["values"]
-    )
-    assert names == sorted([aws_cluster.DEBIAN_AMI_NAME, aws_cluster.GPU_AMI_NAME])
+def test_ami_lookups_ask_only_for_official_debian_12(run):
+    asked = {
+        (tuple(c.args["owners"]), v)
+        for c in run.calls
+        for f in c.args["filters"]
+        if f["name"] == "name"
+        for v in f["values"]
+    }
+    assert asked == {((aws_cluster.DEBIAN_AMI_OWNER,), aws_cluster.DEBIAN_AMI_NAME)}
 
 
 @pytest.mark.parametrize("pool", POOLS)
@@ -175,6 +179,21 @@ def test_user_data_makes_the_inventory_login_user(run, pool):
         users = yaml.safe_load(reg.inputs["userData"])["users"]
         login = [u for u in users if isinstance(u, dict) and u["name"] == aws_cluster.LOGIN_USER]
         assert login[0]["ssh_authorized_keys"] == [MOCK_PUBLIC_KEY], reg.name
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_user_data_prints_host_keys_to_the_console(run, pool):
+    # `ringfleet trust` checks scanned host keys against this console block.
+    docs = [yaml.safe_load(r.inputs["userData"]) for r in pool_resources(run, INSTANCE, pool)]
+    assert {d["ssh"]["emit_keys_to_console"] for d in docs} == {True}
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_outputs_name_each_nodes_instance(run, pool):
+    nodes = run.outputs[out.OUT_POOLS][pool]["nodes"]
+    assert {n["name"]: n["instanceId"] for n in nodes} == {
+        n.name: mock_instance_id(n.name) for n in SPEC.pools[pool].nodes
+    }
 
 
 @pytest.mark.parametrize("pool", POOLS)
