@@ -129,9 +129,10 @@ class Network(Strict):
     subnet: str = "10.213.0.0/24"
     admin_cidr: str = "127.0.0.1/32"
     interface: str | None = None
-    """Interface MPI and Horovod use between nodes. Unset: the provider's default
-    (docker, aws: eth0); on static hosts, whatever interface has an address on
-    `subnet`, so hosts may name it differently."""
+    """Interface MPI, Horovod and NCCL use between nodes. Unset: the provider's default
+    (docker: eth0); on static and aws hosts, whatever interface has an address on
+    `subnet`, so hosts may name it differently. Required with a GPU pool there: NCCL
+    (NCCL_SOCKET_IFNAME) takes an interface name, not a subnet."""
     allow_wide_admin_cidr: bool = False
     """Allow an admin_cidr wider than /16 (IPv4) or /48 (IPv6) to reach SSH."""
 

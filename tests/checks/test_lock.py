@@ -478,14 +478,16 @@ def test_bad_tolerance_is_one_line(bare_root: Path) -> None:
     )
 
 
-def test_perf_needs_an_env_run_reaches() -> None:
+def test_perf_on_aws_needs_what_up_writes() -> None:
+    """aws nodes are reached like bare metal now; before `up` the inventory is missing."""
     proc = run_cli("verify", "aws-dev", "--perf", "--no-suite")
     assert (*_one_line(proc), proc.stderr.strip()) == (
         2,
         1,
         False,
-        "ringfleet: error: verify --perf: the benchmarks run through `ringfleet run`, which "
-        "does not reach provider aws nodes yet (got 'aws')",
+        "ringfleet: error: inventories/aws-dev/hosts.yml: no inventory; run `ringfleet up "
+        f"aws-dev` or `ringfleet inventory aws-dev --write` (got '{ROOT}/inventories/aws-dev/"
+        "hosts.yml')",
     )
 
 

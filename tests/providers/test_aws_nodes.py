@@ -103,6 +103,15 @@ def test_admin_becomes_root_with_sudo(nodes):
     assert (hv["ansible_user"], hv["ansible_become"]) == ("admin", True)
 
 
+def test_another_admin_user_is_refused(tmp_path):
+    with pytest.raises(RingfleetError) as refused:
+        project(tmp_path, ssh={"admin_user": "ops"})
+    assert refused.value.line() == (
+        "ringfleet: error: Pulumi.aws-dev.yaml: cluster.ssh.admin_user: aws nodes are logged "
+        "in to as admin (cloud-init makes it with the stack's key); leave it unset (got 'ops')"
+    )
+
+
 def test_without_saved_outputs_is_one_line(tmp_path):
     spec = project(tmp_path, outputs=False)
     with pytest.raises(RingfleetError) as refused:

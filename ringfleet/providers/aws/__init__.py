@@ -112,6 +112,14 @@ class AwsProvider(ProviderBase):
             raise RingfleetError(where(display, "cluster.region"), "required for provider aws")
         # The login key is the stack's own (.ringfleet/<env>/ssh/stack_key), not a named file.
         cls.forbid_ssh(cluster, display, "key_file")
+        admin = cluster.ssh.admin_user
+        if admin is not None and admin != AWS_LOGIN_USER:
+            raise RingfleetError(
+                where(display, "cluster.ssh.admin_user"),
+                f"aws nodes are logged in to as {AWS_LOGIN_USER} (cloud-init makes it with "
+                "the stack's key); leave it unset",
+                admin,
+            )
         cls.check_proxy_jump(cluster, display)
 
     @classmethod
