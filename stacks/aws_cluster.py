@@ -82,11 +82,11 @@ def ami_lookup(parent: pulumi.Resource) -> pulumi.Output[str]:
 def node_user_data(public_key: str, ssh_port: int) -> str:
     """cloud-config of a pool node: the login user with the cluster key, and the SSH port.
 
-    The host public keys go to the console (cloud-init's default, asked for here so an
-    image that turns it off still does it): `ringfleet trust` checks scanned keys there.
+    cloud-init's keys-to-console module prints the host public keys on the console by
+    default (the Debian 12 AMI keeps it on), where `ringfleet trust` checks scanned keys.
+    It is not asked for here: a change of user data stops and starts running instances.
     """
     doc: dict = {
-        "ssh": {"emit_keys_to_console": True},
         "users": [
             "default",
             {

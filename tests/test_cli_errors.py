@@ -29,12 +29,13 @@ def test_docker_unreachable_says_how_to_start_it(monkeypatch) -> None:
     assert "start it with `dockerd" in run_cli("status", "local").stderr
 
 
-def test_local_verbs_refuse_other_providers() -> None:
+def test_aws_status_before_up_is_one_line() -> None:
+    """aws nodes are reached over SSH at the addresses `up` saved; before it, none."""
     proc = run_cli("status", "aws-dev")
     assert (proc.returncode, proc.stderr.strip()) == (
         2,
-        "ringfleet: error: Pulumi.aws-dev.yaml: cluster.provider: the local cluster needs "
-        "provider docker; use Pulumi for this env (got 'aws')",
+        "ringfleet: error: .ringfleet/aws-dev/outputs.json: no saved stack outputs for aws-dev: "
+        "run `ringfleet up aws-dev` first",
     )
 
 

@@ -64,8 +64,8 @@ BAD_OUTPUTS = {
     ),
     "node-name-number": (
         _set(("pools", "cpu", "nodes", 0, "name"), 7),
-        ": pools.cpu.nodes[0]: needs a name (got {'name': 7, 'privateIp': '10.60.0.11', "
-        "'publicIp': '192.0.2.11'})",
+        ": pools.cpu.nodes[0]: needs a name (got {'instanceId': 'i-662e10899e2fa77f9', 'name': 7, "
+        "'privateIp': '10.60.0.11', '...)",
     ),
     "ssh-port-string": (_set(("sshPort",), "22"), ": sshPort: must be a integer (got '22')"),
     "mount-number": (

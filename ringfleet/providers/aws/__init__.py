@@ -207,8 +207,11 @@ class AwsProvider(ProviderBase):
     def trust_targets(self) -> list[Target]:
         return self._targets()
 
-    def host_key_voucher(self) -> Callable[[list[HostKey]], None]:
-        """Checks scanned keys against each instance's console output (`trust`)."""
+    def host_key_voucher(
+        self, read_console: Callable[[str], str] | None = None
+    ) -> Callable[[list[HostKey]], None]:
+        """Checks scanned keys against each instance's console output (`trust`), read
+        with boto3 unless `read_console` (instance id -> text) is given."""
         from ringfleet.providers.aws.hostkeys import (
             INSTANCE_ID,
             NO_INSTANCE,
@@ -231,7 +234,7 @@ class AwsProvider(ProviderBase):
         trust = f"ringfleet trust {self.spec.env}"
 
         def check(keys: list[HostKey]) -> None:
-            vouch(keys, instances, boto3_console_reader(region), trust)
+            vouch(keys, instances, read_console or boto3_console_reader(region), trust)
 
         return check
 
