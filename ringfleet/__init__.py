@@ -11,7 +11,9 @@ Where each concern lives, in the order a cluster is made and used
     providers/      where nodes come from: the Provider interface and for_spec(), the one place
                     that reads spec.cluster.provider; docker/ (local containers: container.py
                     defines a node, cluster.py brings the cluster up, images.py and baseimage.py
-                    bake node images), aws.py, static.py; stackops.py (Pulumi stack operations)
+                    bake node images), aws/ (EC2; hostkeys.py: host keys checked against
+                    console output), static.py, sshreach.py (SshNodes of static and aws);
+                    stackops.py (Pulumi stack operations)
                     and outputs.py (the stack outputs every provider exports)
     converge/       outputs -> Ansible inventory -> site.yml on the nodes, written once in
                     apply.py (ansible.py runs Ansible; nodefiles.py says which role files reach

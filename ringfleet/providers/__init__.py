@@ -5,7 +5,7 @@
 own validation) asks the provider it got, never compares the provider's name:
 
   docker  `providers/docker/`  local containers that behave like hosts
-  aws     `providers/aws.py`   EC2 through the Pulumi program (stacks/)
+  aws     `providers/aws/`     EC2 through the Pulumi program (stacks/); host keys via console
   static  `providers/static.py` bare metal the user owns; ringfleet creates nothing
 
 This module stays light (no Docker, Pulumi or Ansible imports) because the spec

@@ -1,6 +1,6 @@
 """Run the Pulumi program of an env (up, preview, down, outputs) through the Automation API.
 
-The aws provider (providers/aws.py) makes its machines with these; `preview --live`
+The aws provider (providers/aws/) makes its machines with these; `preview --live`
 uses them too.
 
 The Automation API drives the `pulumi` CLI, so every operation first checks the
