@@ -91,11 +91,7 @@ def check_run(gpu_vars) -> dict:
             text=True,
             cwd=ROOT,
             timeout=600,
-            env={
-                **os.environ,
-                "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
-                "ANSIBLE_CALLBACKS_ENABLED": "",
-            },
+            env={**os.environ, "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json"},
         )
         facts = client.containers.get(CONTAINER).exec_run(
             ["test", "-e", "/etc/apt/sources.list.d/nvidia-cuda.sources"]
@@ -103,8 +99,9 @@ def check_run(gpu_vars) -> dict:
     finally:
         _remove(client)
     assert proc.returncode == 0, f"{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
+    # The JSON document starts on a line of its own; the timing callback prints around it.
     text = proc.stdout
-    result, _ = json.JSONDecoder().raw_decode(text[text.index("{") :])
+    result, _ = json.JSONDecoder().raw_decode(text[text.index("\n{") + 1 :])
     return {"result": result, "repo_file_written": facts.exit_code == 0}
 
 
