@@ -48,13 +48,22 @@ SSHD_WAIT_SECONDS = 10
 # The sentinel a node without an SSH server answers with; it stays on the Docker API.
 NO_SSHD = "ringfleet: no sshd"
 
-# One exec per node: ensure the login (changing nothing when it is in place), start or
-# reload sshd, wait for its port, then print the host keys. argv after the script:
-# key line, its comment (to replace an older key of ours), the drop-in, port, wait.
+# One exec per node: ensure the login (changing nothing when it is in place), wait for
+# the sshd the node's PID 1 starts (it makes the host keys first; making them here too
+# could race it), reload sshd when the drop-in changed, then print the host keys.
+# argv after the script: key line, its comment (to replace an older key of ours), the
+# drop-in's path, sshd's port, seconds to wait.
 _PREPARE = r"""
 set -eu
 key=$1 comment=$2 dropin=$3 port=$4 wait=$5
 if [ ! -x /usr/sbin/sshd ]; then echo "ringfleet: no sshd"; exit 0; fi
+answers() {
+  i=0
+  until bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null; do
+    i=$((i + 1)); [ "$i" -le $(($1 * 10)) ] || return 1
+    sleep 0.1
+  done
+}
 umask 077
 mkdir -p /root/.ssh
 keys=/root/.ssh/authorized_keys
@@ -67,19 +76,15 @@ if [ "$(cat "$dropin" 2>/dev/null)" != "$(printf '%s' "$RF_DROPIN")" ]; then
   umask 022; printf '%s' "$RF_DROPIN" > "$dropin.rf-new"; mv -f "$dropin.rf-new" "$dropin"
   reload=1
 fi
-ls /etc/ssh/ssh_host_*_key >/dev/null 2>&1 || ssh-keygen -A >/dev/null
-mkdir -p /run/sshd
-pid=$(cat /run/sshd.pid 2>/dev/null || true)
-if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
-  /usr/sbin/sshd
+if ! answers "$wait"; then
+  # Someone stopped it: start it as PID 1 would.
+  ls /etc/ssh/ssh_host_*_key >/dev/null 2>&1 || ssh-keygen -A >/dev/null
+  mkdir -p /run/sshd && /usr/sbin/sshd
 elif [ -n "$reload" ]; then
-  kill -HUP "$pid"
+  # sshd re-executes itself on HUP; give it the moment that takes.
+  kill -HUP "$(cat /run/sshd.pid)" && sleep 0.5
 fi
-i=0
-until bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null; do
-  i=$((i + 1)); [ "$i" -le $((wait * 10)) ] || { echo "sshd not answering on $port" >&2; exit 1; }
-  sleep 0.1
-done
+answers "$wait" || { echo "sshd does not answer on port $port" >&2; exit 1; }
 cat /etc/ssh/ssh_host_*_key.pub
 """
 
