@@ -182,13 +182,13 @@ def connection_vars(
 ) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Per node, the inventory variables that make Ansible converge it over SSH as root.
 
-    Nodes without sshd (or with SSH turned off by CONNECTION_ENV) get none and stay on
-    the provider's Docker API connection.
+    Nodes without sshd get none and stay on the provider's Docker API connection. With
+    CONNECTION_ENV=docker the login is made all the same and only the connection
+    differs, so the roles see the same inputs both ways (a fair comparison, changed=0).
     """
-    if not wanted():
-        return {}
     from ringfleet.nodes.ssh import SshNode
 
+    over_ssh = wanted()
     nodes = sorted(n for n in addresses)
     login = prepare(root, client, spec, network, nodes)
     port = spec.cluster.ssh.port
@@ -206,10 +206,7 @@ def connection_vars(
             port=port,
             trust_command=f"ringfleet up {spec.env}",
         )
-        out[name] = {
-            "ansible_connection": "ssh",
-            **node.ansible_host_vars(),
-            # ssh_mesh keeps root's key login (prohibit-password) for a root admin (#15).
-            "ringfleet_admin_user": "root",
-        }
+        reach = {"ansible_connection": "ssh", **node.ansible_host_vars()} if over_ssh else {}
+        # ssh_mesh keeps root's key login (prohibit-password) for a root admin (#15).
+        out[name] = {**reach, "ringfleet_admin_user": "root"}
     return out
