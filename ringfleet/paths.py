@@ -9,6 +9,9 @@ Controller side, under the project root:
                                          so `down --purge` cannot delete it while held)
   .ringfleet/<env>/                      per-env state, owner only: outputs.json,
                                          fingerprints.json, ssh/, ansible-runner data
+  .ringfleet/<env>/ssh/                  the cluster key (id_ed25519), aws's stack_key, and
+                                         for local nodes the controller's root login key
+                                         (controller_ed25519) and their known_hosts
 Node side: the node venv the tensorflow role builds, and the runs directory on shared storage.
 
 Only names and path arithmetic live here; creating directories with the right modes
@@ -33,6 +36,9 @@ SSH_DIRNAME = "ssh"
 # The per-cluster key ringfleet makes; the login key a Pulumi stack generated (aws).
 KEY_NAME = "id_ed25519"
 STACK_KEY_NAME = "stack_key"
+# The controller's own root login on local nodes (the converge over SSH), apart from the
+# cluster key every node holds: a node must not be able to log in as root on its peers.
+CONTROLLER_KEY_NAME = "controller_ed25519"
 
 # On the nodes: the venv the tensorflow role builds (horovodrun and python come from it).
 NODE_VENV = "/opt/ringfleet/venv"
@@ -78,6 +84,16 @@ def ssh_dir(root: Path, env: str) -> Path:
 def cluster_key_path(root: Path, env: str) -> Path:
     """The cluster's private SSH key; its public half is beside it with `.pub`."""
     return ssh_dir(root, env) / KEY_NAME
+
+
+def controller_key_path(root: Path, env: str) -> Path:
+    """The controller's root login key for local nodes; `.pub` beside it."""
+    return ssh_dir(root, env) / CONTROLLER_KEY_NAME
+
+
+def controller_known_hosts_path(root: Path, env: str) -> Path:
+    """`.ringfleet/<env>/ssh/known_hosts`: local nodes' host keys, read over Docker."""
+    return ssh_dir(root, env) / KNOWN_HOSTS_NAME
 
 
 def stack_key_path(root: Path, env: str) -> Path:

@@ -68,7 +68,16 @@ def cluster_keypair(root: Path, env: str) -> tuple[Path, Path]:
     silently lock the controller out of nodes that trust the old one.
     """
     ssh_dir(root, env)
-    private = paths.cluster_key_path(root, env)
+    return _keypair(root, paths.cluster_key_path(root, env), f"ringfleet-{env}")
+
+
+def controller_keypair(root: Path, env: str) -> tuple[Path, Path]:
+    """The controller's root login key for local nodes (made once, 0600, in the 0700 ssh/)."""
+    ssh_dir(root, env)
+    return _keypair(root, paths.controller_key_path(root, env), f"ringfleet-{env}-controller")
+
+
+def _keypair(root: Path, private: Path, comment: str) -> tuple[Path, Path]:
     public = private.with_name(f"{private.name}.pub")
     if private.exists():
         check_private_key(private, _rel(root, private))
@@ -79,7 +88,7 @@ def cluster_keypair(root: Path, env: str) -> tuple[Path, Path]:
                 raise RingfleetError(
                     _rel(root, private), f"not a readable OpenSSH private key: {exc}"
                 ) from None
-            write_atomic(public, _public_line(key, env), mode=0o644)
+            write_atomic(public, _public_line(key, comment), mode=0o644)
         return private, public
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(
@@ -88,15 +97,15 @@ def cluster_keypair(root: Path, env: str) -> tuple[Path, Path]:
         serialization.NoEncryption(),
     )
     write_atomic(private, pem, mode=0o600)
-    write_atomic(public, _public_line(key, env), mode=0o644)
+    write_atomic(public, _public_line(key, comment), mode=0o644)
     return private, public
 
 
-def _public_line(key: Any, env: str) -> bytes:
+def _public_line(key: Any, comment: str) -> bytes:
     pub = key.public_key().public_bytes(
         serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
     )
-    return pub + f" ringfleet-{env}\n".encode()
+    return pub + f" {comment}\n".encode()
 
 
 def write_outputs(root: Path, env: str, outputs: dict[str, Any]) -> Path:

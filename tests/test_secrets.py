@@ -20,6 +20,7 @@ from ringfleet.state import (
     STACK_KEY_NAME,
     STATE_DIRNAME,
     cluster_keypair,
+    controller_keypair,
     converge_vars,
 )
 from tests.conftest import ROOT
@@ -153,3 +154,29 @@ def test_private_key_open_to_others_is_refused(tmp_path):
 def test_cluster_private_key_is_owner_only(tmp_path):
     private, _ = cluster_keypair(tmp_path, "e")
     assert stat.S_IMODE(private.stat().st_mode) == 0o600
+
+
+# --- the controller's root login key for local nodes ------------------------------
+
+
+def test_controller_key_is_owner_only(tmp_path):
+    private, _ = controller_keypair(tmp_path, "e")
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+
+
+def test_controller_key_directory_is_owner_only(tmp_path):
+    private, _ = controller_keypair(tmp_path, "e")
+    assert stat.S_IMODE(private.parent.stat().st_mode) == 0o700
+
+
+def test_controller_key_is_made_once(tmp_path):
+    first = controller_keypair(tmp_path, "e")[0].read_bytes()
+    assert controller_keypair(tmp_path, "e")[0].read_bytes() == first
+
+
+def test_controller_key_is_not_the_cluster_key(tmp_path):
+    # Every node holds the cluster key; root's login must need another.
+    assert (
+        controller_keypair(tmp_path, "e")[1].read_text().split()[1]
+        != cluster_keypair(tmp_path, "e")[1].read_text().split()[1]
+    )

@@ -1,5 +1,8 @@
 """The local cluster on real containers: SSH mesh, shared volume, idempotence, scaling, repair.
 
+The converge reaches the nodes over SSH as root, by the controller's key, which a node
+holding it could not use on a peer (`from=` the controller's bridge address).
+
 The session's cluster (conftest `local_cluster`, shared with test_run and test_verify) is
 used; tests run in file order because the later ones change it (scale, down/up, kill, a
 container removed behind ringfleet's back) and restore it. An unchanged re-up is
@@ -10,13 +13,16 @@ of site.yml and must change nothing.
 from __future__ import annotations
 
 import itertools
+import shlex
 import subprocess
 import time
 
 import docker
 import pytest
+import yaml
 from rich.console import Console
 
+from ringfleet import paths
 from ringfleet.providers.docker import cluster as local
 from ringfleet.spec import load_spec, load_spec_file
 from tests.conftest import ROOT, run_cli
@@ -80,6 +86,53 @@ def test_host_keys_differ_per_node(cluster) -> None:
 def test_password_authentication_is_off(cluster) -> None:
     proc = exec_on(node_names()[0], "/usr/sbin/sshd", "-T", user="root")
     assert "passwordauthentication no" in proc.stdout.splitlines()
+
+
+def inventory_hostvars(node: str) -> dict:
+    data = yaml.safe_load(paths.inventory_path(ROOT, ENV).read_text())
+    groups = data["all"]["children"].values()
+    return next(g["hosts"][node] for g in groups if node in (g.get("hosts") or {}))
+
+
+@pytest.mark.parametrize("node", node_names())
+def test_converge_reaches_the_node_over_ssh(cluster, node: str) -> None:
+    assert inventory_hostvars(node)["ansible_connection"] == "ssh"
+
+
+def controller_ssh(node: str) -> list[str]:
+    """ssh as root to `node` with the options the converge uses."""
+    hv = inventory_hostvars(node)
+    return ["ssh", *shlex.split(hv["ansible_ssh_common_args"]), "-l", "root", hv["ansible_host"]]
+
+
+def test_controller_logs_in_as_root_by_key(cluster) -> None:
+    proc = subprocess.run(
+        [*controller_ssh("rf-local-cpu-1"), "id", "-u"], capture_output=True, text=True, timeout=60
+    )
+    assert (proc.returncode, proc.stdout.strip()) == (0, "0"), proc.stderr
+
+
+@pytest.fixture(scope="module")
+def key_on_a_peer(cluster):
+    """The controller's key copied to another node, as if it had leaked there."""
+    key = paths.controller_key_path(ROOT, ENV).read_bytes()
+    peer, target = "rf-local-cpu-2", "rf-local-cpu-1"
+    path = "/root/leaked-controller-key"
+    subprocess.run(
+        ["docker", "exec", "-i", peer, "sh", "-c", f"umask 077; cat > {path}"],
+        input=key, check=True, capture_output=True,
+    )  # fmt: skip
+    try:
+        yield exec_on(
+            peer, "ssh", "-i", path, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=yes", "-l", "root", target, "true", user="root",
+        )  # fmt: skip
+    finally:
+        exec_on(peer, "rm", "-f", path, user="root")
+
+
+def test_root_login_from_a_peer_is_refused(key_on_a_peer) -> None:
+    assert (key_on_a_peer.returncode, "Permission denied" in key_on_a_peer.stderr) == (255, True)
 
 
 @pytest.mark.parametrize("reader", node_names()[1:])

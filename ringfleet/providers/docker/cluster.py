@@ -32,6 +32,7 @@ from ringfleet.providers.docker.container import (
 )
 from ringfleet.providers.docker.engine import docker_client, has_nvidia_runtime
 from ringfleet.providers.docker.images import ensure_node_image, node_inputs_digest
+from ringfleet.providers.docker.login import connection_vars as login_vars
 from ringfleet.providers.outputs import static_outputs
 from ringfleet.spec import ClusterSpec
 from ringfleet.state import converge_vars, state_dir, write_outputs
@@ -231,9 +232,22 @@ def up(
             report.started.append(name)
         else:
             report.unchanged.append(name)
-    outputs = static_outputs(spec, node_addresses(client, spec))
+    addresses = node_addresses(client, spec)
+    outputs = static_outputs(spec, addresses)
     write_outputs(root, spec.env, outputs)
     converging = converge_nodes and bool(desired)
+    # Once sshd answers, Ansible reaches the nodes over SSH (login.py says why).
+    connection = (
+        login_vars(
+            root,
+            client,
+            spec,
+            network_name(spec),
+            {n: a["privateIp"] for n, a in addresses.items() if n in desired},
+        )
+        if converging
+        else {}
+    )
     # Every local node is made from its pool's baked image: the converge checks it is.
     extravars = (
         {**converge_vars(root, spec.env), "ringfleet_node_images": images} if converging else {}
@@ -252,6 +266,7 @@ def up(
         converge=converging,
         extravars=extravars,
         plan=plan,
+        connection=connection,
     )
     report.inventory = applied.path
     if applied.result is not None:
