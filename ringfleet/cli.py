@@ -312,6 +312,9 @@ def run(
             "autotune.csv in the run record",
         ),
     ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Every rank's every line, TensorFlow INFO included")
+    ] = False,
 ) -> None:
     """Launch JOB on ENV's nodes; stream per-rank output; exit with the job's exit code.
 
@@ -321,7 +324,9 @@ def run(
     from ringfleet.jobs.run import run_job
 
     spec = load_spec(env)
-    result = run_job(spec, job, console=console, timeline=timeline, autotune=autotune)
+    result = run_job(
+        spec, job, console=console, timeline=timeline, autotune=autotune, verbose=verbose
+    )
     raise typer.Exit(result.exit_code)
 
 
