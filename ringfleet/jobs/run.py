@@ -34,6 +34,7 @@ from ringfleet.jobs.spec import load_job, require_script
 from ringfleet.nodes import RUNNING, Node
 from ringfleet.providers import for_spec
 from ringfleet.runs.quiet import BannerDedupe, rank_env
+from ringfleet.runs.record import RECORD_VERSION, parse_run_record, rank_exits
 from ringfleet.spec import ClusterSpec
 
 # Exit codes of `ringfleet run` beyond the job's own.
@@ -229,6 +230,7 @@ def run_job(
         for node in nodes.values():
             _stop_ranks(node, run_id, user, console)
         status = {
+            "version": RECORD_VERSION,
             "run_id": run_id,
             "job": job.name,
             "exit_code": code,
@@ -239,6 +241,7 @@ def run_job(
             "seconds": round(seconds, 2),
             "nodes": names,
             "ranks": len(rank_nodes),
+            "rank_exits": rank_exits(log, len(rank_nodes), code),
             "launcher": job.launcher,
             "timeline": job.env.get(HOROVOD_TIMELINE),
             "autotune_log": job.env.get(HOROVOD_AUTOTUNE_LOG),
@@ -391,35 +394,3 @@ def _record_lines(text: str) -> Iterator[tuple[str, bytes]]:
             yield path, base64.b64decode(encoded, validate=True)
         except binascii.Error:
             raise RingfleetError(path, "could not be read from the node") from None
-
-
-# The fields `ringfleet runs` shows, and the JSON types a record may give them.
-RECORD_FIELDS: dict[str, tuple[type, ...]] = {
-    "run_id": (str,),
-    "exit_code": (int, type(None)),
-    "seconds": (int, float, type(None)),
-    "ranks": (int, type(None)),
-    "started": (str, type(None)),
-    "reason": (str, type(None)),
-}
-
-
-def parse_run_record(path: str, data: bytes) -> dict:
-    """One run's status.json; a broken or mistyped record is a one-line error naming it."""
-    try:
-        record = json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise RingfleetError(path, "not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        where = f"{path}:{exc.lineno}:{exc.colno}"
-        raise RingfleetError(where, f"invalid JSON: {exc.msg}") from None
-    if not isinstance(record, dict):
-        raise RingfleetError(path, "must be a JSON object (a run record)", record)
-    for key, kinds in RECORD_FIELDS.items():
-        value = record.get(key)
-        if key == "run_id" and value is None:
-            raise RingfleetError(f"{path}: {key}", "required")
-        if isinstance(value, bool) or not isinstance(value, kinds):
-            names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
-            raise RingfleetError(f"{path}: {key}", f"must be {names}", value, show_got=True)
-    return record
