@@ -316,6 +316,9 @@ def run(
     verbose: Annotated[
         bool, typer.Option("--verbose", help="Every rank's every line, TensorFlow INFO included")
     ] = False,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Return once the ranks started; see `logs`, `cancel`")
+    ] = False,
 ) -> None:
     """Launch JOB on ENV's nodes; stream per-rank output; exit with the job's exit code.
 
@@ -326,7 +329,8 @@ def run(
 
     spec = load_spec(env)
     result = run_job(
-        spec, job, console=console, timeline=timeline, autotune=autotune, verbose=verbose
+        spec, job, console=console, timeline=timeline, autotune=autotune, verbose=verbose,
+        detach=detach,
     )
     raise typer.Exit(result.exit_code)
 

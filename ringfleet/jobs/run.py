@@ -148,6 +148,7 @@ def run_job(
     timeline: bool = False,
     autotune: bool = False,
     verbose: bool = False,
+    detach: bool = False,
 ) -> RunResult:
     """Launch `job_file` on the local cluster; returns when the job ends, fails or times out.
 
@@ -155,6 +156,8 @@ def run_job(
     into the run's directory; the job's own env wins over them, as over any setting.
     Unless `verbose`, TensorFlow's INFO banners are off and banners every rank prints
     are shown once (ringfleet.runs.quiet); the record keeps every line either way.
+    `detach` returns once the ranks started, the run going on under its supervisor
+    on the launch node (ringfleet.runs.detach).
     """
     console = console or Console()
     provider = for_spec(spec)
@@ -201,6 +204,15 @@ def run_job(
         f"timeout {job.timeout_seconds} s; record in {run_dir}",
         highlight=False,
     )
+    if detach:
+        from ringfleet.runs.detach import start_detached
+
+        outputs = {"timeline": job.env.get(HOROVOD_TIMELINE),
+                   "autotune_log": job.env.get(HOROVOD_AUTOTUNE_LOG)}
+        start_detached(
+            first, nodes, job, run_id, run_dir, owner, user, len(rank_nodes), console, outputs
+        )
+        return RunResult(run_id, run_dir, 0, "detached", 0.0)
     started = time.monotonic()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     log: list[str] = []

@@ -64,12 +64,68 @@ def register(app: typer.Typer, console: Console) -> None:
         else:
             _show(spec, any_node(spec, "runs"), run, as_json, plot, html, console)
 
+    @app.command()
+    def tensorboard(
+        env: EnvArg,
+        run_ids: Annotated[
+            list[str] | None, typer.Argument(metavar="[RUN]...", help="Runs to show; default all")
+        ] = None,
+        port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 6006,
+    ) -> None:
+        """Serve the runs' TensorBoard events on this machine's 127.0.0.1:PORT; Ctrl-C stops it."""
+        from ringfleet.runs.access import any_node
+        from ringfleet.runs.record import require_run_id
+        from ringfleet.runs.tensorboard import serve
+
+        for run_id in run_ids or []:
+            require_run_id(run_id)
+        spec = load_spec(env)
+        say = lambda line: console.print(line, highlight=False)  # noqa: E731
+        serve(spec, any_node(spec, "tensorboard"), run_ids or [], port, say)
+
+    @app.command()
+    def logs(
+        env: EnvArg,
+        run: RunArg,
+        follow: Annotated[
+            bool, typer.Option("--follow", "-f", help="Keep printing until the run ends")
+        ] = False,
+        verbose: Annotated[
+            bool, typer.Option("--verbose", help="Every line; banners not folded")
+        ] = False,
+    ) -> None:
+        """Print RUN's output from its record (rank-tagged); -f follows a running one."""
+        from ringfleet.runs import follow as runlogs
+        from ringfleet.runs.access import any_node
+        from ringfleet.runs.record import require_run_id
+
+        require_run_id(run)
+        spec = load_spec(env)
+        write = lambda line: console.print(line, highlight=False, markup=False)  # noqa: E731
+        runlogs.follow(spec, any_node(spec, "logs"), run, follow, verbose, write)
+
+    @app.command()
+    def cancel(env: EnvArg, run: RunArg) -> None:
+        """Stop RUN: every rank on every node; its record says cancelled."""
+        from ringfleet.providers import for_spec
+        from ringfleet.runs import follow as runlogs
+        from ringfleet.runs.access import any_node
+        from ringfleet.runs.record import require_run_id
+
+        require_run_id(run)
+        spec = load_spec(env)
+        write = lambda line: console.print(line, highlight=False, markup=False)  # noqa: E731
+        runlogs.cancel(spec, any_node(spec, "cancel"), for_spec(spec).nodes(), run, write)
+
 
 def _list(spec, as_json: bool) -> None:
     from ringfleet.jobs.run import list_runs
     from ringfleet.runs.record import with_defaults
 
-    records = list(reversed(list_runs(spec)))
+    # Newest first by start time (run ids begin with the job's name, not the time).
+    records = sorted(
+        list_runs(spec), key=lambda r: (r.get("started") or "", r["run_id"]), reverse=True
+    )
     if as_json:
         sys.stdout.write(json.dumps([with_defaults(r) for r in records], indent=2) + "\n")
         return
