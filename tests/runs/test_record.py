@@ -75,7 +75,7 @@ def test_run_id_as_written_by_run_is_accepted() -> None:
     assert require_run_id("digits-20261124T021925Z-3f9a0c") == "digits-20261124T021925Z-3f9a0c"
 
 
-@pytest.mark.parametrize("command", ["runs"])
+@pytest.mark.parametrize("command", ["runs", "logs", "cancel"])
 def test_hostile_run_id_on_the_command_line_is_one_line_exit_2(command: str) -> None:
     proc = run_cli(command, "local", "../../etc/passwd", timeout=60)
     assert (proc.returncode, proc.stderr.strip().splitlines()) == (
