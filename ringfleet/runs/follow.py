@@ -50,7 +50,7 @@ def follow(spec: ClusterSpec, node: Node, run_id: str, keep_following: bool,
             rank, text = int(match.group(2)), match.group(4)
             for out in dedupe.feed(rank, f"[{rank}]", text) if dedupe else [f"[{rank}] {text}"]:
                 write(out)
-        for out in dedupe.flush(everything=done) if dedupe else []:
+        for out in dedupe.flush(everything=done or not keep_following) if dedupe else []:
             write(out)
         if done or not keep_following:
             break
