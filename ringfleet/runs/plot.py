@@ -9,6 +9,9 @@ import io
 from ringfleet.runs.report import RunReport, rows
 
 PLOT_DPI = 100
+# Optimizer settings Keras logs beside the metrics: on the metrics' axis they are a flat
+# line at 0 that says nothing (the learning rate stays in the record's history).
+NOT_CURVES = frozenset({"lr", "learning_rate"})
 PLOT_SIZE = (9, 4)
 
 
@@ -23,6 +26,8 @@ def png(report: RunReport) -> bytes:
     fig = Figure(figsize=PLOT_SIZE, dpi=PLOT_DPI)
     losses, others = fig.subplots(1, 2)
     for name, values in sorted(report.history.items()):
+        if name in NOT_CURVES:
+            continue
         axis = losses if "loss" in name else others
         axis.plot(range(1, len(values) + 1), values, label=name, marker=".")
     for axis, title in ((losses, "loss"), (others, "metrics")):
