@@ -70,11 +70,11 @@ def rank_count(node: Node, run_id: str, user: str) -> int:
     """Processes on `node` that are ranks of this run (by their environment)."""
     ranks = "|".join(RANK_VARS)
     script = (
-        "n=0; for e in /proc/[0-9]*/environ; do env=$(tr '\\0' '\\n' < \"$e\" 2>/dev/null) "
+        # Braces: a process that vanished or is not ours fails the redirection, not tr.
+        "n=0; for e in /proc/[0-9]*/environ; do env=$({ tr '\\0' '\\n' < \"$e\"; } 2>/dev/null) "
         f"|| continue; echo \"$env\" | grep -qx 'RINGFLEET_RUN_ID={run_id}' || continue; "
         f"echo \"$env\" | grep -qE '^({ranks})=' && n=$((n+1)); done; echo $n"
     )
     if node.state() != RUNNING:
         return 0
-    _, out = node.run(["/bin/sh", "-c", script], user=user, check=False)
-    return int(out.strip().splitlines()[-1]) if out.strip() else 0
+    return int(node.output(["/bin/sh", "-c", script], user=user).split()[-1])
