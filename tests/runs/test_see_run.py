@@ -91,7 +91,9 @@ def test_plot_opens_as_an_image(shown, tmp_path) -> None:
     assert matplotlib.image.imread(tmp_path / "p.png").shape[0] > 100
 
 
-@pytest.mark.parametrize("part", ["data:image/png;base64,", "launch.sh", "mpirun", "val_accuracy"])
+@pytest.mark.parametrize(
+    "part", ["data:image/png;base64,", "launch command", "horovodrun", "val_accuracy"]
+)
 def test_html_report_holds(shown, part: str) -> None:
     assert part in shown[2]
 
