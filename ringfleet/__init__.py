@@ -21,6 +21,10 @@ Where each concern lives, in the order a cluster is made and used
     nodes/          the Node protocol the controller reaches a node through (docker.py: exec)
     jobs/           job files (spec.py), launch renders (render.py: the launch script and
                     hostfile), `ringfleet run` (run.py) and the per-rank wrapper (rankexec.py)
+    runs/           seeing a run: the record's schema (record.py), `runs ENV [RUN]` reports and
+                    plots, quieter output (quiet.py), `tensorboard`, detached runs (detach.py,
+                    supervise.py on the node), `logs` and `cancel` (follow.py); cli.py registers
+                    these commands
     checks/         `verify` (testinfra suite in suite/, drift), `lock`, the performance gate
     preview/        the pull-request report: two revisions recorded by their own code, compared
     state           what ringfleet keeps in .ringfleet/<env>/ (outputs, keys, fingerprints)

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from ringfleet.envlock import DEFAULT_LOCK_TIMEOUT
 from ringfleet.errors import RingfleetError
+from ringfleet.runs.cli import register as register_run_views
 from ringfleet.spec import load_spec, project_root
 
 app = typer.Typer(
@@ -315,6 +316,12 @@ def run(
             "autotune.csv in the run record",
         ),
     ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Every rank's every line, TensorFlow INFO included")
+    ] = False,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Return once the ranks started; see `logs`, `cancel`")
+    ] = False,
 ) -> None:
     """Launch JOB on ENV's nodes; stream per-rank output; exit with the job's exit code.
 
@@ -324,36 +331,11 @@ def run(
     from ringfleet.jobs.run import run_job
 
     spec = load_spec(env)
-    result = run_job(spec, job, console=console, timeline=timeline, autotune=autotune)
+    result = run_job(
+        spec, job, console=console, timeline=timeline, autotune=autotune, verbose=verbose,
+        detach=detach,
+    )
     raise typer.Exit(result.exit_code)
-
-
-@app.command()
-def runs(env: EnvArg) -> None:
-    """List ENV's past runs recorded on shared storage."""
-    from ringfleet.jobs.run import list_runs
-
-    spec = load_spec(env)
-    records = list_runs(spec)
-    # Plain columns: run ids stay whole and greppable at any terminal width.
-    header = ("RUN", "EXIT", "SECONDS", "RANKS", "STARTED", "REASON")
-    rows = [
-        (
-            str(r.get("run_id")),
-            str(r.get("exit_code")),
-            str(r.get("seconds")),
-            str(r.get("ranks")),
-            str(r.get("started")),
-            str(r.get("reason")),
-        )
-        for r in records
-    ]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
-    for row in [header, *rows]:
-        cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)]
-        sys.stdout.write("  ".join([*cells, row[-1]]) + "\n")
-    if not rows:
-        sys.stdout.write(f"no runs yet on {spec.cluster.storage.mount}/runs\n")
 
 
 @app.command("lock")
@@ -452,6 +434,9 @@ def verify_nodes(
         err_console.print(f"wrote {markdown}", highlight=False, soft_wrap=True)
     if not report.passed:
         raise typer.Exit(1)
+
+
+register_run_views(app, console)
 
 
 def main() -> None:

@@ -67,6 +67,9 @@ def main() -> int:
         hvd.callbacks.MetricAverageCallback(),
         hvd.callbacks.LearningRateWarmupCallback(initial_lr=scaled_lr, warmup_epochs=3, verbose=0),
     ]
+    if rank == 0:
+        # Rank 0's per-epoch metrics (already averaged over ranks) for `ringfleet tensorboard`.
+        callbacks.append(tf.keras.callbacks.TensorBoard(f"{args.output}/tensorboard"))
     started = time.monotonic()
     history = model.fit(
         x_shard,
@@ -93,6 +96,8 @@ def main() -> int:
             "batch_size_per_rank": args.batch_size,
             "learning_rate": scaled_lr,
             "train_seconds": round(seconds, 2),
+            # Per-epoch curves for `ringfleet runs ENV RUN --plot`.
+            "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
         }
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         print(f"digits: val_accuracy={val_acc:.4f} ranks={size} artifacts={out}")

@@ -80,6 +80,9 @@ def main() -> int:
     for _ in range(args.num_warmup_batches):
         step(False)
     rates = []
+    # Rank 0's throughput per iteration as TensorBoard events (`ringfleet tensorboard`).
+    events = rank == 0 and args.output
+    writer = tf.summary.create_file_writer(f"{args.output}/tensorboard") if events else None
     for i in range(args.num_iters):
         started = time.perf_counter()
         for _ in range(args.num_batches_per_iter):
@@ -87,6 +90,9 @@ def main() -> int:
         rate = args.batch_size * args.num_batches_per_iter / (time.perf_counter() - started)
         rates.append(rate)
         print(f"rank {rank}: iter #{i}: {rate:.1f} img/sec")
+        if writer is not None:
+            with writer.as_default():
+                tf.summary.scalar("img_sec", rate, step=i)
     mean = float(np.mean(rates))
     print(f"rank {rank}: {mean:.1f} img/sec (+-{1.96 * float(np.std(rates)):.1f})")
     total = float(hvd.allreduce(tf.constant(mean), op=hvd.Sum).numpy())
@@ -103,6 +109,7 @@ def main() -> int:
                 "batch_size": args.batch_size,
                 "per_rank_img_s": mean,
                 "total_img_s": total,
+                "history": {"img_sec": rates},
             }
             (out / "synthetic.json").write_text(json.dumps(result, indent=2) + "\n")
     return 0

@@ -33,6 +33,8 @@ from ringfleet.jobs.render import WRAPPER_NAME, render_job
 from ringfleet.jobs.spec import load_job, require_script
 from ringfleet.nodes import RUNNING, Node
 from ringfleet.providers import for_spec
+from ringfleet.runs.quiet import BannerDedupe, rank_env
+from ringfleet.runs.record import RECORD_VERSION, parse_run_record, rank_exits
 from ringfleet.spec import ClusterSpec
 
 # Exit codes of `ringfleet run` beyond the job's own.
@@ -145,11 +147,17 @@ def run_job(
     console: Console | None = None,
     timeline: bool = False,
     autotune: bool = False,
+    verbose: bool = False,
+    detach: bool = False,
 ) -> RunResult:
     """Launch `job_file` on the local cluster; returns when the job ends, fails or times out.
 
     `timeline` and `autotune` turn on Horovod's timeline and autotuning, both written
     into the run's directory; the job's own env wins over them, as over any setting.
+    Unless `verbose`, TensorFlow's INFO banners are off and banners every rank prints
+    are shown once (ringfleet.runs.quiet); the record keeps every line either way.
+    `detach` returns once the ranks started, the run going on under its supervisor
+    on the launch node (ringfleet.runs.detach).
     """
     console = console or Console()
     provider = for_spec(spec)
@@ -160,7 +168,8 @@ def run_job(
     run_dir = paths.run_dir(mount, run_id)
     horovod = horovod_env(run_dir, timeline, autotune)
     run_env = {"RINGFLEET_RUN_DIR": run_dir, "RINGFLEET_RUN_ID": run_id}
-    job = job.model_copy(update={"env": {**horovod, **job.env, **run_env}})
+    quiet = rank_env(job.env, verbose)
+    job = job.model_copy(update={"env": {**horovod, **quiet, **job.env, **run_env}})
     wrapper = f"{run_dir}/{WRAPPER_NAME}"
     rendered = render_job(spec, job, hostfile=f"{run_dir}/hostfile", wrapper=wrapper)
     names = [name for name, _ in rendered.placement]
@@ -189,11 +198,21 @@ def run_job(
     first.put_file(f"{run_dir}/hostfile", rendered.hostfile.encode(), owner)
     first.put_file(wrapper, rendered.wrapper.encode(), owner, 0o755)
     rank_nodes = dict(enumerate(rendered.ranks))
+    dedupe = None if verbose else BannerDedupe(len(rank_nodes))
     console.print(
         f"run {run_id}: {len(rank_nodes)} rank(s) on {', '.join(names)}; "
         f"timeout {job.timeout_seconds} s; record in {run_dir}",
         highlight=False,
     )
+    if detach:
+        from ringfleet.runs.detach import start_detached
+
+        outputs = {"timeline": job.env.get(HOROVOD_TIMELINE),
+                   "autotune_log": job.env.get(HOROVOD_AUTOTUNE_LOG)}
+        start_detached(
+            first, nodes, job, run_id, run_dir, owner, user, len(rank_nodes), console, outputs
+        )
+        return RunResult(run_id, run_dir, 0, "detached", 0.0)
     started = time.monotonic()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     log: list[str] = []
@@ -203,7 +222,8 @@ def run_job(
         with _signals(_raise_interrupted):
             stream = first.stream(["bash", f"{run_dir}/launch.sh"], user=user, workdir=job.workdir)
             reason, code, lost = _watch(
-                stream, job, run_id, nodes, rank_nodes, log, per_rank, started, user, console
+                stream, job, run_id, nodes, rank_nodes, log, per_rank, started, user, console,
+                dedupe,
             )
     except Interrupted as exc:
         reason, code, stopped_by = "interrupted", EXIT_INTERRUPTED, exc.signal
@@ -222,6 +242,7 @@ def run_job(
         for node in nodes.values():
             _stop_ranks(node, run_id, user, console)
         status = {
+            "version": RECORD_VERSION,
             "run_id": run_id,
             "job": job.name,
             "exit_code": code,
@@ -232,6 +253,7 @@ def run_job(
             "seconds": round(seconds, 2),
             "nodes": names,
             "ranks": len(rank_nodes),
+            "rank_exits": rank_exits(log, len(rank_nodes), code),
             "launcher": job.launcher,
             "timeline": job.env.get(HOROVOD_TIMELINE),
             "autotune_log": job.env.get(HOROVOD_AUTOTUNE_LOG),
@@ -262,7 +284,9 @@ def run_job(
     return RunResult(run_id, run_dir, int(code), reason, seconds, lost, timeline_file, autotune_log)
 
 
-def _watch(stream, job, run_id, nodes, rank_nodes, log, per_rank, started, job_user, console):
+def _watch(
+    stream, job, run_id, nodes, rank_nodes, log, per_rank, started, job_user, console, dedupe
+):
     """Stream the launcher's output until it ends, times out or loses a node.
 
     Returns (reason, exit code, lost node); `log` and `per_rank` fill as lines come,
@@ -276,7 +300,10 @@ def _watch(stream, job, run_id, nodes, rank_nodes, log, per_rank, started, job_u
         seen += len(new)
         for line in new:
             log.append(line)
-            console.print(_format_line(line, rank_nodes, per_rank), highlight=False)
+            for text in _console_lines(line, rank_nodes, per_rank, dedupe):
+                console.print(text, highlight=False)
+        for text in dedupe.flush(everything=stream.done) if dedupe else []:
+            console.print(text, highlight=False)
         if stream.done and not reason:
             code = _wait_exit_code(stream)
             if code == EXIT_TIMEOUT:
@@ -315,14 +342,18 @@ def _stop_ranks(node: Node, run_id: str, user: str, console: Console) -> None:
         )
 
 
-def _format_line(line: str, rank_nodes: dict[int, str], per_rank: dict[int, list[str]]) -> str:
+def _console_lines(line, rank_nodes, per_rank, dedupe) -> list[str]:
+    """What the console shows for one launcher line; `per_rank` gets the rank's text."""
     match = TAG_RE.match(line)
     if not match:
-        return f"[launcher] {line}"
+        return [f"[launcher] {line}"]
     rank = int(match.group(2))
     text = match.group(4)
     per_rank.setdefault(rank, []).append(text)
-    return f"[{rank} {rank_nodes.get(rank, '?')}] {text}"
+    prefix = f"[{rank} {rank_nodes.get(rank, '?')}]"
+    if dedupe is None:
+        return [f"{prefix} {text}"]
+    return dedupe.feed(rank, prefix, text)
 
 
 def _wait_exit_code(stream) -> int:
@@ -375,35 +406,3 @@ def _record_lines(text: str) -> Iterator[tuple[str, bytes]]:
             yield path, base64.b64decode(encoded, validate=True)
         except binascii.Error:
             raise RingfleetError(path, "could not be read from the node") from None
-
-
-# The fields `ringfleet runs` shows, and the JSON types a record may give them.
-RECORD_FIELDS: dict[str, tuple[type, ...]] = {
-    "run_id": (str,),
-    "exit_code": (int, type(None)),
-    "seconds": (int, float, type(None)),
-    "ranks": (int, type(None)),
-    "started": (str, type(None)),
-    "reason": (str, type(None)),
-}
-
-
-def parse_run_record(path: str, data: bytes) -> dict:
-    """One run's status.json; a broken or mistyped record is a one-line error naming it."""
-    try:
-        record = json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise RingfleetError(path, "not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        where = f"{path}:{exc.lineno}:{exc.colno}"
-        raise RingfleetError(where, f"invalid JSON: {exc.msg}") from None
-    if not isinstance(record, dict):
-        raise RingfleetError(path, "must be a JSON object (a run record)", record)
-    for key, kinds in RECORD_FIELDS.items():
-        value = record.get(key)
-        if key == "run_id" and value is None:
-            raise RingfleetError(f"{path}: {key}", "required")
-        if isinstance(value, bool) or not isinstance(value, kinds):
-            names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
-            raise RingfleetError(f"{path}: {key}", f"must be {names}", value, show_got=True)
-    return record

@@ -1,0 +1,1 @@
+"""Seeing a run: its record's schema, quieter logs, reports, plots and TensorBoard."""
