@@ -11,6 +11,13 @@ from rich.console import Console
 
 from ringfleet.envlock import DEFAULT_LOCK_TIMEOUT
 from ringfleet.errors import RingfleetError
+from ringfleet.health.commands import (
+    DEFAULT_HEAL_TIMEOUT,
+    HealTimeout,
+    KeepOnFailure,
+    SkipHealth,
+    register,
+)
 from ringfleet.spec import load_spec, project_root
 
 app = typer.Typer(
@@ -312,16 +319,22 @@ def run(
             "autotune.csv in the run record",
         ),
     ] = False,
+    skip_health: SkipHealth = False,
+    heal_timeout: HealTimeout = DEFAULT_HEAL_TIMEOUT,
+    keep_on_failure: KeepOnFailure = False,
 ) -> None:
     """Launch JOB on ENV's nodes; stream per-rank output; exit with the job's exit code.
 
-    124 means the job's timeout fired, 125 that a node was lost mid-job, 130 that
-    Ctrl-C or SIGTERM stopped it (every rank is stopped and the record written).
+    124 means the job's timeout fired, 125 that a node was lost mid-job or failed the
+    health gate, 130 that Ctrl-C or SIGTERM stopped it (every rank is stopped and the
+    record written). With the job's `restarts`, a lost node is healed and the job resumed.
     """
+    from ringfleet.jobs.attempts import Policy
     from ringfleet.jobs.run import run_job
 
     spec = load_spec(env)
-    result = run_job(spec, job, console=console, timeline=timeline, autotune=autotune)
+    policy = Policy(False, False, skip_health, heal_timeout, keep_on_failure)  # job fills restarts
+    result = run_job(spec, job, console, timeline, autotune, policy)
     raise typer.Exit(result.exit_code)
 
 
@@ -333,13 +346,14 @@ def runs(env: EnvArg) -> None:
     spec = load_spec(env)
     records = list_runs(spec)
     # Plain columns: run ids stay whole and greppable at any terminal width.
-    header = ("RUN", "EXIT", "SECONDS", "RANKS", "STARTED", "REASON")
+    header = ("RUN", "EXIT", "SECONDS", "RANKS", "RECOVERIES", "STARTED", "REASON")
     rows = [
         (
             str(r.get("run_id")),
             str(r.get("exit_code")),
             str(r.get("seconds")),
             str(r.get("ranks")),
+            str(r.get("recoveries") or 0),
             str(r.get("started")),
             str(r.get("reason")),
         )
@@ -449,6 +463,9 @@ def verify_nodes(
         err_console.print(f"wrote {markdown}", highlight=False, soft_wrap=True)
     if not report.passed:
         raise typer.Exit(1)
+
+
+register(app, console)
 
 
 def main() -> None:

@@ -144,6 +144,10 @@ class Provider(Protocol):
         """The named nodes (all of the spec's by default) as `ringfleet.nodes.Node`s."""
         ...
 
+    def heal(self, root: Path, name: str, timeout: float, console: Console) -> None:
+        """Bring back node `name`, lost mid-run, for the run's next attempt (or raise)."""
+        ...
+
 
 def provider_class(name: str, where: str = "cluster.provider") -> type[Provider]:
     """The implementation registered under `name`; an unknown name is a one-line error at `where`.
