@@ -32,6 +32,7 @@ class EpochCheckpoint(tf.keras.callbacks.Callback):
         self.model.save_weights(str(path))
         path.with_name("latest.tmp").write_text(f"{epoch + 1}\n")
         os.replace(path.with_name("latest.tmp"), path.with_name("latest"))
+        print(f"checkpoint: epoch {epoch + 1}", flush=True)
 
 
 def resume(model: tf.keras.Model) -> int:
