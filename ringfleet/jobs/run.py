@@ -203,7 +203,7 @@ def run_job(
         f"[{style}]run {run.run_id}: {escape(reason)} (exit {code}) in {seconds:.1f} s[/]; "
         f"record: {run.run_dir}"
     )
-    if code != 0 and policy.keep_on_failure and len(outcome.attempts) > 0 and run.made:
+    if code != 0 and policy.keep_on_failure and run.made:
         console.print(
             f"kept for debugging: files in {run.run_dir}; processes with "
             f"RINGFLEET_RUN_ID={run.run_id} on {', '.join(run.names)}",
