@@ -134,7 +134,8 @@ def test_killed_node_is_back_and_running(killed) -> None:
 
 @pytest.fixture(scope="module")
 def script_error(local_cluster):
-    return run_cli("run", "local", str(DATA / "fails-restarts.yaml"), timeout=600)
+    job = str(DATA / "fails-restarts.yaml")
+    return run_cli("run", "local", job, "--keep-on-failure", timeout=600)
 
 
 def test_script_error_fails_the_run(script_error) -> None:
@@ -143,3 +144,7 @@ def test_script_error_fails_the_run(script_error) -> None:
 
 def test_script_error_is_not_restarted_without_restart_on_failure(script_error) -> None:
     assert len(status_of(script_error.stdout)["attempts"]) == 1
+
+
+def test_keep_on_failure_says_where(script_error) -> None:
+    assert f"kept for debugging: files in {record_dir(script_error.stdout)}" in script_error.stdout
