@@ -47,6 +47,8 @@ EXIT_ERROR = 1
 RUN_ID_RANDOM_BYTES = 3
 # How often node liveness and the deadline are checked, in seconds.
 WATCH_INTERVAL = 1.0
+# After a failed launch, how long a node's loss may take to show in its state.
+LOSS_GRACE = 2.0
 # After an abort, how long the launcher gets to exit before we stop waiting.
 ABORT_GRACE = 20.0
 # mpirun --tag-output prefixes every rank line with `[jobid,rank]<stream>:`.
@@ -356,6 +358,10 @@ def _watch(
                 # The launch script's own `timeout` fired first (it guards against a lost
                 # controller too); report it as the timeout it is.
                 reason = f"timeout after {job.timeout_seconds} s"
+            elif code != 0 and (lost := _lost_node(nodes)):
+                # mpirun ends as soon as it loses a node's daemon, often before the watch
+                # below sees the node gone: the loss, not the exit code, is the cause.
+                reason, code = f"node {lost} lost ({nodes[lost].state()})", EXIT_NODE_LOST
             else:
                 reason = "completed" if code == 0 else f"failed (job exit code {code})"
             return reason, code, lost
@@ -377,6 +383,16 @@ def _watch(
                         kill_run_processes(node, run_id, job_user)
                 _drain(stream, ABORT_GRACE)
                 return reason, code, lost
+
+
+def _lost_node(nodes: dict[str, Node]) -> str | None:
+    """The first node not running, asked again for LOSS_GRACE s (a kill takes a moment)."""
+    deadline = time.monotonic() + LOSS_GRACE
+    while True:
+        dead = [n for n, node in nodes.items() if node.state() != RUNNING]
+        if dead or time.monotonic() >= deadline:
+            return dead[0] if dead else None
+        time.sleep(WATCH_INTERVAL / 2)
 
 
 def _stop_ranks(node: Node, run_id: str, user: str, console: Console) -> None:
