@@ -20,11 +20,14 @@ Where each concern lives, in the order a cluster is made and used
                     a node; siteroles.py reads site.yml)
     nodes/          the Node protocol the controller reaches a node through (docker.py: exec)
     jobs/           job files (spec.py), launch renders (render.py: the launch script and
-                    hostfile), `ringfleet run` (run.py) and the per-rank wrapper (rankexec.py)
+                    hostfile), `ringfleet run` (run.py; attempts.py restarts it after a lost
+                    node) and the per-rank wrapper (rankexec.py)
     runs/           seeing a run: the record's schema (record.py), `runs ENV [RUN]` reports and
                     plots, quieter output (quiet.py), `tensorboard`, detached runs (detach.py,
                     supervise.py on the node), `logs` and `cancel` (follow.py); cli.py registers
                     these commands
+    health/         the gate every placed node passes before ranks start (gate.py), and
+                    `ringfleet check` (commands.py)
     checks/         `verify` (testinfra suite in suite/, drift), `lock`, the performance gate
     preview/        the pull-request report: two revisions recorded by their own code, compared
     state           what ringfleet keeps in .ringfleet/<env>/ (outputs, keys, fingerprints)

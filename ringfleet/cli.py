@@ -11,6 +11,13 @@ from rich.console import Console
 
 from ringfleet.envlock import DEFAULT_LOCK_TIMEOUT
 from ringfleet.errors import RingfleetError
+from ringfleet.health.commands import (
+    DEFAULT_HEAL_TIMEOUT,
+    HealTimeout,
+    KeepOnFailure,
+    SkipHealth,
+    register,
+)
 from ringfleet.runs.cli import register as register_run_views
 from ringfleet.spec import load_spec, project_root
 
@@ -131,7 +138,8 @@ def up(
     for name in names:
         if name not in known:
             raise RingfleetError(
-                "--limit", f"no node of that name in {spec.display} ({', '.join(sorted(known))})",
+                "--limit",
+                f"no node of that name in {spec.display} ({', '.join(sorted(known))})",
                 name,
             )
     if check and no_converge:
@@ -322,19 +330,22 @@ def run(
     detach: Annotated[
         bool, typer.Option("--detach", help="Return once the ranks started; see `logs`, `cancel`")
     ] = False,
+    skip_health: SkipHealth = False,
+    heal_timeout: HealTimeout = DEFAULT_HEAL_TIMEOUT,
+    keep_on_failure: KeepOnFailure = False,
 ) -> None:
     """Launch JOB on ENV's nodes; stream per-rank output; exit with the job's exit code.
 
-    124 means the job's timeout fired, 125 that a node was lost mid-job, 130 that
-    Ctrl-C or SIGTERM stopped it (every rank is stopped and the record written).
+    124 means the job's timeout fired, 125 that a node was lost mid-job or failed the
+    health gate, 130 that Ctrl-C or SIGTERM stopped it (every rank is stopped and the
+    record written). With the job's `restarts`, a lost node is healed and the job resumed.
     """
+    from ringfleet.jobs.attempts import Policy
     from ringfleet.jobs.run import run_job
 
     spec = load_spec(env)
-    result = run_job(
-        spec, job, console=console, timeline=timeline, autotune=autotune, verbose=verbose,
-        detach=detach,
-    )
+    policy = Policy(False, False, skip_health, heal_timeout, keep_on_failure)  # job fills restarts
+    result = run_job(spec, job, console, timeline, autotune, policy, verbose=verbose, detach=detach)
     raise typer.Exit(result.exit_code)
 
 
@@ -437,6 +448,7 @@ def verify_nodes(
 
 
 register_run_views(app, console)
+register(app, console)
 
 
 def main() -> None:

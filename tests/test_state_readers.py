@@ -15,7 +15,8 @@ import pytest
 from ringfleet.checks import lock as lockmod
 from ringfleet.converge.apply import inventory_from_outputs
 from ringfleet.errors import RingfleetError
-from ringfleet.jobs.run import _record_lines, parse_run_record
+from ringfleet.runs.access import _record_lines
+from ringfleet.runs.record import parse_run_record
 from tests.conftest import ROOT, run_cli
 
 SAMPLE = json.loads((ROOT / "tests" / "data" / "outputs-aws-dev.json").read_text())

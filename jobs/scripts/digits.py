@@ -19,6 +19,30 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 SEED = 1234
+# Shared by every attempt of a run (`restarts`): rank 0 saves here, every rank resumes.
+CHECKPOINTS = os.environ.get("RINGFLEET_CHECKPOINT_DIR", "")
+
+
+class EpochCheckpoint(tf.keras.callbacks.Callback):
+    """Rank 0 saves the weights each epoch, then names them in `latest` (an atomic
+    rename), so an attempt killed mid-save resumes from the last whole checkpoint."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        path = Path(CHECKPOINTS) / f"epoch-{epoch + 1:04d}.weights.h5"
+        self.model.save_weights(str(path))
+        path.with_name("latest.tmp").write_text(f"{epoch + 1}\n")
+        os.replace(path.with_name("latest.tmp"), path.with_name("latest"))
+        print(f"checkpoint: epoch {epoch + 1}", flush=True)
+
+
+def resume(model: tf.keras.Model) -> int:
+    """Epochs already trained by an earlier attempt, their weights loaded; 0 if none."""
+    latest = Path(CHECKPOINTS) / "latest"
+    if not CHECKPOINTS or not latest.is_file():
+        return 0
+    epoch = int(latest.read_text())
+    model.load_weights(str(latest.with_name(f"epoch-{epoch:04d}.weights.h5")))
+    return epoch
 
 
 def parse_args() -> argparse.Namespace:
@@ -70,12 +94,19 @@ def main() -> int:
     if rank == 0:
         # Rank 0's per-epoch metrics (already averaged over ranks) for `ringfleet tensorboard`.
         callbacks.append(tf.keras.callbacks.TensorBoard(f"{args.output}/tensorboard"))
+    # At least one epoch runs, so the metrics below always exist.
+    initial_epoch = min(resume(model), args.epochs - 1)
+    if initial_epoch and rank == 0:
+        print(f"resumed from checkpoint at epoch {initial_epoch}", flush=True)
+    if CHECKPOINTS and rank == 0:
+        callbacks.append(EpochCheckpoint())
     started = time.monotonic()
     history = model.fit(
         x_shard,
         y_shard,
         batch_size=args.batch_size,
         epochs=args.epochs,
+        initial_epoch=initial_epoch,
         validation_data=(x_val, y_val),
         callbacks=callbacks,
         verbose=2 if rank == 0 else 0,

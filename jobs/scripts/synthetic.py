@@ -26,6 +26,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--num-batches-per-iter", type=int, default=5)
     p.add_argument("--num-iters", type=int, default=5)
     p.add_argument("--output", default=os.environ.get("RINGFLEET_RUN_DIR", ""))
+    p.add_argument("--checkpoint-every", type=int, default=5, help="iterations; 0: never")
     return p.parse_args()
 
 
@@ -76,6 +77,14 @@ def main() -> int:
             hvd.broadcast_variables(model.variables, root_rank=0)
             hvd.broadcast_variables(optimizer.variables(), root_rank=0)
 
+    # Shared by every attempt of a run (`restarts`): rank 0 saves, every rank resumes.
+    checkpoints = Path(os.environ.get("RINGFLEET_CHECKPOINT_DIR") or "/nonexistent")
+    first_iter = 0
+    if (checkpoints / "latest").is_file():
+        first_iter = int((checkpoints / "latest").read_text())
+        model.load_weights(str(checkpoints / f"iter-{first_iter:06d}.weights.h5"))
+        if rank == 0:
+            print(f"resumed from checkpoint at iteration {first_iter}", flush=True)
     step(True)
     for _ in range(args.num_warmup_batches):
         step(False)
@@ -83,7 +92,12 @@ def main() -> int:
     # Rank 0's throughput per iteration as TensorBoard events (`ringfleet tensorboard`).
     events = rank == 0 and args.output
     writer = tf.summary.create_file_writer(f"{args.output}/tensorboard") if events else None
-    for i in range(args.num_iters):
+    for i in range(first_iter, max(args.num_iters, first_iter + 1)):
+        if rank == 0 and checkpoints.is_dir() and args.checkpoint_every and i > first_iter:
+            if i % args.checkpoint_every == 0:
+                model.save_weights(str(checkpoints / f"iter-{i:06d}.weights.h5"))
+                (checkpoints / "latest.tmp").write_text(f"{i}\n")
+                os.replace(checkpoints / "latest.tmp", checkpoints / "latest")
         started = time.perf_counter()
         for _ in range(args.num_batches_per_iter):
             step(False)

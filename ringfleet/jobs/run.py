@@ -9,17 +9,11 @@ every node and still writes the record (reason "interrupted", exit 130).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 import secrets
-import shlex
 import signal
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,13 +23,16 @@ from rich.markup import escape
 
 from ringfleet import paths
 from ringfleet.errors import RingfleetError, RuntimeFailure, one_line
-from ringfleet.jobs.render import WRAPPER_NAME, render_job
-from ringfleet.jobs.spec import load_job, require_script
+from ringfleet.health.gate import read_env_lock, run_gate, say_gate
+from ringfleet.jobs.attempts import Attempt, Policy, run_attempts
+from ringfleet.jobs.render import WRAPPER_NAME, RenderedJob, render_job
+from ringfleet.jobs.spec import Job, load_job, require_script
+from ringfleet.jobs.stopping import Interrupted, raise_interrupted, route_signals
 from ringfleet.nodes import RUNNING, Node
 from ringfleet.providers import for_spec
 from ringfleet.runs.quiet import BannerDedupe, rank_env
-from ringfleet.runs.record import RECORD_VERSION, parse_run_record, rank_exits
-from ringfleet.spec import ClusterSpec
+from ringfleet.runs.record import RECORD_VERSION, rank_exits
+from ringfleet.spec import ClusterSpec, project_root
 
 # Exit codes of `ringfleet run` beyond the job's own.
 EXIT_TIMEOUT = 124
@@ -46,9 +43,10 @@ EXIT_INTERRUPTED = 130
 EXIT_ERROR = 1
 # Random bytes after the time in a run id: two runs started in one second stay apart.
 RUN_ID_RANDOM_BYTES = 3
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # How often node liveness and the deadline are checked, in seconds.
 WATCH_INTERVAL = 1.0
+# After a failed launch, how long a node's loss may take to show in its state.
+LOSS_GRACE = 2.0
 # After an abort, how long the launcher gets to exit before we stop waiting.
 ABORT_GRACE = 20.0
 # mpirun --tag-output prefixes every rank line with `[jobid,rank]<stream>:`.
@@ -65,6 +63,9 @@ HOROVOD_AUTOTUNE_LOG = "HOROVOD_AUTOTUNE_LOG"
 TIMELINE_FILENAME = "timeline.json"
 AUTOTUNE_LOG_FILENAME = "autotune.csv"
 PERFETTO_URL = "https://ui.perfetto.dev"
+# Every attempt of a run sees one checkpoint directory, in the run's record on shared storage.
+CHECKPOINT_ENV = "RINGFLEET_CHECKPOINT_DIR"
+CHECKPOINT_DIRNAME = "checkpoints"
 
 
 @dataclass
@@ -77,6 +78,8 @@ class RunResult:
     lost_node: str | None = None
     timeline: str | None = None
     autotune_log: str | None = None
+    attempts: int = 1
+    recoveries: int = 0
 
 
 def _stamp() -> str:
@@ -86,32 +89,6 @@ def _stamp() -> str:
 def new_run_id(job_name: str) -> str:
     """`<job>-<UTC time>-<random hex>`: sorts by time, unique even within one second."""
     return f"{job_name}-{_stamp()}-{secrets.token_hex(RUN_ID_RANDOM_BYTES)}"
-
-
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM arrived during a run (a BaseException, like KeyboardInterrupt)."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signal = signal.Signals(signum).name
-
-
-@contextmanager
-def _signals(handler) -> Iterator[None]:
-    """Route SIGINT and SIGTERM to `handler` for the block (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-def _raise_interrupted(signum, frame) -> None:
-    raise Interrupted(signum)
 
 
 def kill_run_processes(node: Node, run_id: str, user: str) -> None:
@@ -124,7 +101,7 @@ def kill_run_processes(node: Node, run_id: str, user: str) -> None:
     script = (
         f"for e in /proc/[0-9]*/environ; do "
         f"if tr '\\0' '\\n' < \"$e\" 2>/dev/null | grep -qx 'RINGFLEET_RUN_ID={run_id}'; then "
-        f"p=${{e#/proc/}}; kill -KILL \"${{p%/environ}}\" 2>/dev/null; fi; done; true"
+        f'p=${{e#/proc/}}; kill -KILL "${{p%/environ}}" 2>/dev/null; fi; done; true'
     )
     if node.state() == "running":
         node.run(["/bin/sh", "-c", script], user=user, check=False)
@@ -147,33 +124,158 @@ def run_job(
     console: Console | None = None,
     timeline: bool = False,
     autotune: bool = False,
+    policy: Policy | None = None,
     verbose: bool = False,
     detach: bool = False,
 ) -> RunResult:
-    """Launch `job_file` on the local cluster; returns when the job ends, fails or times out.
+    """Launch `job_file` on the env's nodes; returns when the job ends, fails or times out.
 
     `timeline` and `autotune` turn on Horovod's timeline and autotuning, both written
     into the run's directory; the job's own env wins over them, as over any setting.
+    The health gate runs first and, with the job's `restarts`, every attempt is one
+    launch in the same run directory (ringfleet.jobs.attempts).
     Unless `verbose`, TensorFlow's INFO banners are off and banners every rank prints
     are shown once (ringfleet.runs.quiet); the record keeps every line either way.
     `detach` returns once the ranks started, the run going on under its supervisor
-    on the launch node (ringfleet.runs.detach).
+    on the launch node (ringfleet.runs.detach); it is one attempt, no restarts.
     """
     console = console or Console()
     provider = for_spec(spec)
     provider.require_run()
     job = load_job(job_file, spec)
+    policy = (policy or Policy()).for_job(job)
+    if detach and policy.restarts:
+        # Restarts need the controller watching the run; a detached run has none.
+        raise RingfleetError(f"{job.display}: restarts", "not with --detach", policy.restarts)
+    run = _prepare(spec, job, timeline, autotune, verbose)
+    job = run.job
+    console.print(
+        f"run {run.run_id}: {len(run.rank_nodes)} rank(s) on {', '.join(run.names)}; "
+        f"timeout {job.timeout_seconds} s; record in {run.run_dir}",
+        highlight=False,
+    )
+    started = time.monotonic()
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    log: list[str] = []
+    per_rank: dict[int, list[str]] = {}
+
+    held: list = []  # a detached run's failed gate report, for the record below
+
+    def gate():
+        if held:
+            return held.pop()
+        lock = read_env_lock(project_root(), spec.env)
+        return say_gate(run_gate(spec, run.nodes, run.names[0], lock), console.print)
+
+    def launch(number: int) -> Attempt:
+        if not run.made:
+            _make_run_dir(run)
+        if number > 1:
+            log.append(f"[ringfleet] attempt {number}")
+            console.print(f"run {run.run_id}: attempt {number}", highlight=False)
+        return _attempt(run, number, log, per_rank, console, policy.keep_on_failure)
+
+    def heal(name: str) -> None:
+        console.print(f"run {run.run_id}: healing {name}", highlight=False)
+        provider.heal(project_root(), name, policy.heal_timeout, console)
+        run.nodes.update(provider.nodes([name]))
+
+    if detach and (detached := _detach(run, gate, policy.skip_health, console, held)):
+        return detached
+    outcome = run_attempts(policy, gate, launch, heal, lambda line: console.print(line))
+    final = outcome.final
+    code, reason, lost = final.exit_code, final.reason, final.lost_node
+    seconds = time.monotonic() - started
+    with route_signals(signal.SIG_IGN):
+        status = {
+            "version": RECORD_VERSION,
+            "run_id": run.run_id,
+            "job": job.name,
+            "exit_code": code,
+            "reason": reason,
+            "lost_node": lost,
+            "signal": final.signal,
+            "started": started_at,
+            "seconds": round(seconds, 2),
+            "nodes": run.names,
+            "ranks": len(run.rank_nodes),
+            "rank_exits": rank_exits(log, len(run.rank_nodes), code),
+            "launcher": job.launcher,
+            "timeline": job.env.get(HOROVOD_TIMELINE),
+            "autotune_log": job.env.get(HOROVOD_AUTOTUNE_LOG),
+            "checkpoint_dir": job.env.get(CHECKPOINT_ENV),
+            "attempts": [a.record() for a in outcome.attempts],
+            "recoveries": outcome.recoveries,
+        }
+        # Shared storage is the same from every node: write the record through a live one.
+        alive = [node for node in run.nodes.values() if node.state() == RUNNING]
+        if alive and (run.made or _make_run_dir(run, alive[0], files=False)):
+            _save_record(alive[0], run.run_dir, run.owner, log, per_rank, status)
+        else:
+            console.print(f"[red]run {run.run_id}: no node left to write the record through[/]")
+    if final.error is not None:
+        raise final.error
+    style = "green" if code == 0 else "red"
+    console.print(
+        f"[{style}]run {run.run_id}: {escape(reason)} (exit {code}) in {seconds:.1f} s[/]; "
+        f"record: {run.run_dir}"
+    )
+    if code != 0 and policy.keep_on_failure and run.made:
+        console.print(
+            f"kept for debugging: files in {run.run_dir}; processes with "
+            f"RINGFLEET_RUN_ID={run.run_id} on {', '.join(run.names)}",
+            highlight=False,
+        )
+    timeline_file = job.env.get(HOROVOD_TIMELINE)
+    autotune_log = job.env.get(HOROVOD_AUTOTUNE_LOG)
+    if timeline_file:
+        console.print(
+            f"timeline: {timeline_file} (rank 0's Horovod timeline); copy it off a node and "
+            f"open it in chrome://tracing (Load) or {PERFETTO_URL} (Open trace file)",
+            highlight=False,
+        )
+    if autotune_log:
+        console.print(f"autotune log: {autotune_log}", highlight=False)
+    return RunResult(
+        run.run_id, run.run_dir, int(code), reason, seconds, lost, timeline_file, autotune_log,
+        attempts=len(outcome.attempts), recoveries=outcome.recoveries,
+    )  # fmt: skip
+
+
+@dataclass
+class _Run:
+    """One run as prepared before any node changes: its job, nodes and rendered launch."""
+
+    job: Job
+    run_id: str
+    run_dir: str
+    rendered: RenderedJob
+    names: list[str]
+    nodes: dict[str, Node]
+    user: str
+    owner: tuple[int, int]
+    rank_nodes: dict[int, str]
+    made: bool = False
+    """Whether the run directory exists (it is made once the gate has passed)."""
+    verbose: bool = False
+
+
+def _prepare(spec: ClusterSpec, job: Job, timeline: bool, autotune: bool, verbose: bool) -> _Run:
     run_id = new_run_id(job.name)
     mount = spec.cluster.storage.mount
     run_dir = paths.run_dir(mount, run_id)
     horovod = horovod_env(run_dir, timeline, autotune)
-    run_env = {"RINGFLEET_RUN_DIR": run_dir, "RINGFLEET_RUN_ID": run_id}
+    run_env = {
+        "RINGFLEET_RUN_DIR": run_dir,
+        "RINGFLEET_RUN_ID": run_id,
+        CHECKPOINT_ENV: f"{run_dir}/{CHECKPOINT_DIRNAME}",
+    }
     quiet = rank_env(job.env, verbose)
     job = job.model_copy(update={"env": {**horovod, **quiet, **job.env, **run_env}})
     wrapper = f"{run_dir}/{WRAPPER_NAME}"
     rendered = render_job(spec, job, hostfile=f"{run_dir}/hostfile", wrapper=wrapper)
     names = [name for name, _ in rendered.placement]
-    nodes = provider.nodes(names)
+    nodes = for_spec(spec).nodes(names)
     for name, node in nodes.items():
         if node.state() != "running":
             raise RuntimeFailure(
@@ -185,46 +287,53 @@ def run_job(
     _, ids = first.run(["id", "-u", user])
     _, gids = first.run(["id", "-g", user])
     owner = (int(ids.strip()), int(gids.strip()))
-    first.run(["mkdir", "-p", paths.runs_dir(mount), job.workdir], user=user)
+    rank_nodes = dict(enumerate(rendered.ranks))
+    return _Run(
+        job, run_id, run_dir, rendered, names, nodes, user, owner, rank_nodes, False, verbose
+    )
+
+
+def _make_run_dir(run: _Run, node: Node | None = None, files: bool = True) -> bool:
+    """The run's own directory (and, with `files`, its launch files), made once for every
+    attempt; False when it cannot be made without the launch files (a failed gate's record)."""
+    job, run_dir, user, owner = run.job, run.run_dir, run.user, run.owner
+    first = node or run.nodes[run.names[0]]
+    first.run(["mkdir", "-p", run_dir.rsplit("/", 1)[0], job.workdir], user=user, check=files)
     # Without -p: mkdir fails when the directory exists, so no two runs share a record.
     made, output = first.run(["mkdir", run_dir], user=user, check=False)
+    if made != 0 and not files:
+        return False
     if made != 0:
         raise RuntimeFailure(
             f"run {job.name}", f"cannot make the run directory {run_dir}", output.strip()
         )
+    run.made = True
+    if not files:
+        return True
+    first.run(["mkdir", job.env[CHECKPOINT_ENV]], user=user)
     script_src = require_script(job)
     first.put_file(f"{job.workdir}/{script_src.name}", script_src.read_bytes(), owner)
-    first.put_file(f"{run_dir}/launch.sh", rendered.script.encode(), owner, 0o755)
-    first.put_file(f"{run_dir}/hostfile", rendered.hostfile.encode(), owner)
-    first.put_file(wrapper, rendered.wrapper.encode(), owner, 0o755)
-    rank_nodes = dict(enumerate(rendered.ranks))
-    dedupe = None if verbose else BannerDedupe(len(rank_nodes))
-    console.print(
-        f"run {run_id}: {len(rank_nodes)} rank(s) on {', '.join(names)}; "
-        f"timeout {job.timeout_seconds} s; record in {run_dir}",
-        highlight=False,
-    )
-    if detach:
-        from ringfleet.runs.detach import start_detached
+    first.put_file(f"{run_dir}/launch.sh", run.rendered.script.encode(), owner, 0o755)
+    first.put_file(f"{run_dir}/hostfile", run.rendered.hostfile.encode(), owner)
+    first.put_file(f"{run_dir}/{WRAPPER_NAME}", run.rendered.wrapper.encode(), owner, 0o755)
+    return True
 
-        outputs = {"timeline": job.env.get(HOROVOD_TIMELINE),
-                   "autotune_log": job.env.get(HOROVOD_AUTOTUNE_LOG)}
-        start_detached(
-            first, nodes, job, run_id, run_dir, owner, user, len(rank_nodes), console, outputs
-        )
-        return RunResult(run_id, run_dir, 0, "detached", 0.0)
+
+def _attempt(run: _Run, number: int, log, per_rank, console: Console, keep: bool) -> Attempt:
+    """One launch of the run; its ranks are stopped on every node before it returns
+    (left running on failure with `keep`)."""
+    job, run_id, user = run.job, run.run_id, run.user
+    first = run.nodes[run.names[0]]
     started = time.monotonic()
-    started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    log: list[str] = []
-    per_rank: dict[int, list[str]] = {}
     reason, code, lost, stopped_by, error = "", None, None, None, None
     try:
-        with _signals(_raise_interrupted):
-            stream = first.stream(["bash", f"{run_dir}/launch.sh"], user=user, workdir=job.workdir)
+        with route_signals(raise_interrupted):
+            launch = ["bash", f"{run.run_dir}/launch.sh"]
+            stream = first.stream(launch, user=user, workdir=job.workdir)
             reason, code, lost = _watch(
-                stream, job, run_id, nodes, rank_nodes, log, per_rank, started, user, console,
-                dedupe,
-            )
+                stream, job, run_id, run.nodes, run.rank_nodes, log, per_rank, started, user,
+                console, None if run.verbose else BannerDedupe(len(run.rank_nodes)), keep,
+            )  # fmt: skip
     except Interrupted as exc:
         reason, code, stopped_by = "interrupted", EXIT_INTERRUPTED, exc.signal
         console.print(
@@ -234,59 +343,40 @@ def run_job(
         error = exc
         reason, code = f"error: {one_line(str(exc))[:200]}", EXIT_ERROR
         console.print(f"[red]run {run_id}: {escape(reason)}; stopping ranks on every node[/]")
-    seconds = time.monotonic() - started
     # Cleanup must finish even if Ctrl-C is pressed again: ranks left behind would hold
-    # the nodes' cores until their timeout, and the run would have no record.
-    with _signals(signal.SIG_IGN):
-        # Ranks may outlive a failed launcher; nothing of this run may keep running.
-        for node in nodes.values():
-            _stop_ranks(node, run_id, user, console)
-        status = {
-            "version": RECORD_VERSION,
-            "run_id": run_id,
-            "job": job.name,
-            "exit_code": code,
-            "reason": reason,
-            "lost_node": lost,
-            "signal": stopped_by,
-            "started": started_at,
-            "seconds": round(seconds, 2),
-            "nodes": names,
-            "ranks": len(rank_nodes),
-            "rank_exits": rank_exits(log, len(rank_nodes), code),
-            "launcher": job.launcher,
-            "timeline": job.env.get(HOROVOD_TIMELINE),
-            "autotune_log": job.env.get(HOROVOD_AUTOTUNE_LOG),
-        }
-        # Shared storage is the same from every node: write the record through a live one.
-        alive = [node for node in nodes.values() if node.state() == "running"]
-        if alive:
-            _save_record(alive[0], run_dir, owner, log, per_rank, status)
-        else:
-            console.print(f"[red]run {run_id}: no node left to write the record through[/]")
-    if error is not None:
-        raise error
-    style = "green" if code == 0 else "red"
-    console.print(
-        f"[{style}]run {run_id}: {escape(reason)} (exit {code}) in {seconds:.1f} s[/]; "
-        f"record: {run_dir}"
-    )
-    timeline_file = job.env.get(HOROVOD_TIMELINE)
-    autotune_log = job.env.get(HOROVOD_AUTOTUNE_LOG)
-    if timeline_file:
-        console.print(
-            f"timeline: {timeline_file} (rank 0's Horovod timeline); copy it off a node and "
-            f"open it in chrome://tracing (Load) or {PERFETTO_URL} (Open trace file)",
-            highlight=False,
-        )
-    if autotune_log:
-        console.print(f"autotune log: {autotune_log}", highlight=False)
-    return RunResult(run_id, run_dir, int(code), reason, seconds, lost, timeline_file, autotune_log)
+    # the nodes' cores until their timeout, and the next attempt would meet them.
+    with route_signals(signal.SIG_IGN):
+        if not (keep and code != 0):
+            # Ranks may outlive a failed launcher; nothing of this run may keep running.
+            for node in run.nodes.values():
+                _stop_ranks(node, run_id, user, console)
+    seconds = time.monotonic() - started
+    return Attempt(number, int(code), reason, lost, round(seconds, 2), stopped_by, error)
+
+
+def _detach(run: _Run, gate, skip_health: bool, console: Console, held: list) -> RunResult | None:
+    """The gate, the run's files, then the run under its node-side supervisor; None when
+    the gate failed (its report goes to `held`: the run ends and is recorded as attached)."""
+    from ringfleet.runs.detach import start_detached
+
+    if not skip_health and not (report := gate()).passed:
+        held.append(report)
+        return None
+    _make_run_dir(run)
+    env = run.job.env
+    outputs = {"timeline": env.get(HOROVOD_TIMELINE), "autotune_log": env.get(HOROVOD_AUTOTUNE_LOG)}
+    first = run.nodes[run.names[0]]
+    start_detached(
+        first, run.nodes, run.job, run.run_id, run.run_dir, run.owner, run.user,
+        len(run.rank_nodes), console, outputs,
+    )  # fmt: skip
+    return RunResult(run.run_id, run.run_dir, 0, "detached", 0.0)
 
 
 def _watch(
-    stream, job, run_id, nodes, rank_nodes, log, per_rank, started, job_user, console, dedupe
-):
+    stream, job, run_id, nodes, rank_nodes, log, per_rank, started, job_user, console, dedupe,
+    keep=False,
+):  # fmt: skip
     """Stream the launcher's output until it ends, times out or loses a node.
 
     Returns (reason, exit code, lost node); `log` and `per_rank` fill as lines come,
@@ -310,6 +400,10 @@ def _watch(
                 # The launch script's own `timeout` fired first (it guards against a lost
                 # controller too); report it as the timeout it is.
                 reason = f"timeout after {job.timeout_seconds} s"
+            elif code != 0 and (lost := _lost_node(nodes)):
+                # mpirun ends as soon as it loses a node's daemon, often before the watch
+                # below sees the node gone: the loss, not the exit code, is the cause.
+                reason, code = f"node {lost} lost ({nodes[lost].state()})", EXIT_NODE_LOST
             else:
                 reason = "completed" if code == 0 else f"failed (job exit code {code})"
             return reason, code, lost
@@ -327,9 +421,20 @@ def _watch(
             if reason:
                 console.print(f"[red]run {run_id}: {escape(reason)}; stopping ranks[/]")
                 for node in nodes.values():
-                    kill_run_processes(node, run_id, job_user)
+                    if not keep:
+                        kill_run_processes(node, run_id, job_user)
                 _drain(stream, ABORT_GRACE)
                 return reason, code, lost
+
+
+def _lost_node(nodes: dict[str, Node]) -> str | None:
+    """The first node not running, asked again for LOSS_GRACE s (a kill takes a moment)."""
+    deadline = time.monotonic() + LOSS_GRACE
+    while True:
+        dead = [n for n, node in nodes.items() if node.state() != RUNNING]
+        if dead or time.monotonic() >= deadline:
+            return dead[0] if dead else None
+        time.sleep(WATCH_INTERVAL / 2)
 
 
 def _stop_ranks(node: Node, run_id: str, user: str, console: Console) -> None:
@@ -376,33 +481,3 @@ def _save_record(node, run_dir, owner, log, per_rank, status) -> None:
     for rank, lines in sorted(per_rank.items()):
         node.put_file(f"{run_dir}/rank-{rank}.log", ("\n".join(lines) + "\n").encode(), owner)
     node.put_file(f"{run_dir}/status.json", (json.dumps(status, indent=2) + "\n").encode(), owner)
-
-
-def list_runs(spec: ClusterSpec) -> list[dict]:
-    """The status record of every run on shared storage, oldest first."""
-    for shell in for_spec(spec).nodes().values():
-        if shell.state() == RUNNING:
-            break
-    else:
-        raise RuntimeFailure("runs", f"no node of {spec.env} is running; run `ringfleet up`")
-    runs_dir = shlex.quote(paths.runs_dir(spec.cluster.storage.mount))
-    # One line per record: its path, a tab, its bytes in base64, so a record that is
-    # not UTF-8 or not JSON is still told apart from the others and named.
-    script = (
-        f'for f in {runs_dir}/*/status.json; do [ -f "$f" ] || continue; '
-        'printf "%s\\t" "$f"; base64 -w0 < "$f"; echo; done; true'
-    )
-    _, text = shell.run(["/bin/sh", "-c", script], check=False)
-    records = [parse_run_record(path, data) for path, data in _record_lines(text)]
-    return sorted(records, key=lambda r: r.get("run_id") or "")
-
-
-def _record_lines(text: str) -> Iterator[tuple[str, bytes]]:
-    for line in text.splitlines():
-        path, tab, encoded = line.partition("\t")
-        if not tab:
-            continue
-        try:
-            yield path, base64.b64decode(encoded, validate=True)
-        except binascii.Error:
-            raise RingfleetError(path, "could not be read from the node") from None

@@ -38,6 +38,8 @@ from ringfleet.yamlio import read_yaml
 
 ROOT = "job"
 DEFAULT_TIMEOUT = 3600
+# More restarts than this is a job that fails, not a node that got lost.
+MAX_RESTARTS = 100
 
 _DURATION = re.compile(r"([0-9]+)\s*([smhd]?)")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -100,6 +102,11 @@ class JobFile(Strict):
     """Network interface between nodes; default: the cluster's network.interface."""
     tuning: bool = True
     """Export OpenMP/MKL/TensorFlow thread settings on CPU ranks."""
+    restarts: int = Field(default=0, ge=0, le=MAX_RESTARTS)
+    """Attempts after the first: after a lost node (healed first), and with
+    restart_on_failure after any failure; each resumes from $RINGFLEET_CHECKPOINT_DIR."""
+    restart_on_failure: bool = False
+    """Restart after the job's own non-zero exit too, not only after a lost node."""
 
 
 class Job(BaseModel):
@@ -127,6 +134,8 @@ class Job(BaseModel):
     launcher: Literal["horovodrun", "mpirun"]
     interface: str
     tuning: bool
+    restarts: int = 0
+    restart_on_failure: bool = False
 
     @property
     def remote_script(self) -> str:
@@ -165,6 +174,10 @@ def _resolve(file: JobFile, spec: ClusterSpec, path: Path, display: str, root: P
     _check_threads(file, pools, display)
     processes = _check_processes(file, pools, display)
     _check_env(file, display)
+    if file.restart_on_failure and not file.restarts:
+        raise RingfleetError(
+            _at(display, "restart_on_failure"), "needs restarts >= 1 to restart at all", True
+        )
     return Job(
         name=file.name,
         path=path,
@@ -180,6 +193,8 @@ def _resolve(file: JobFile, spec: ClusterSpec, path: Path, display: str, root: P
         launcher=file.launcher,
         interface=file.interface or spec.mpi_include,
         tuning=file.tuning,
+        restarts=file.restarts,
+        restart_on_failure=file.restart_on_failure,
     )
 
 

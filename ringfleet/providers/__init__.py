@@ -155,6 +155,10 @@ class Provider(Protocol):
         instances' console output); None when the user's confirmation is all."""
         ...
 
+    def heal(self, root: Path, name: str, timeout: float, console: Console) -> None:
+        """Bring back node `name`, lost mid-run, for the run's next attempt (or raise)."""
+        ...
+
 
 def provider_class(name: str, where: str = "cluster.provider") -> type[Provider]:
     """The implementation registered under `name`; an unknown name is a one-line error at `where`.

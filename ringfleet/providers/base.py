@@ -19,12 +19,17 @@ from ringfleet.spec.resolved import Node as SpecNode
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from rich.console import Console
+
     from ringfleet.nodes import Node
     from ringfleet.nodes.trust import HostKey
     from ringfleet.providers.sshreach import Target
     from ringfleet.providers.stackops import StackOutputs
     from ringfleet.spec.model import Cluster, Pool
     from ringfleet.spec.resolved import ClusterSpec
+
+# How often a lost SSH host is asked whether it answers again.
+HEAL_POLL_SECONDS = 5.0
 
 
 class ProviderBase:
@@ -131,6 +136,24 @@ class ProviderBase:
     def nodes(self, names: list[str] | None = None) -> dict[str, Node]:
         self.require_run()
         raise NotImplementedError
+
+    def heal(self, root: Path, name: str, timeout: float, console: Console) -> None:
+        """Bring a node lost mid-run back for the run's next attempt, or raise.
+
+        ringfleet cannot remake a host someone else owns: it waits up to `timeout`
+        seconds for the host to answer again (a reboot, a network blip).
+        """
+        import time
+
+        from ringfleet.errors import RuntimeFailure
+        from ringfleet.nodes import RUNNING
+
+        deadline = time.monotonic() + timeout
+        console.print(f"heal {name}: waiting up to {timeout:.0f} s for it to answer")
+        while (state := self.nodes([name])[name].state()) != RUNNING:
+            if time.monotonic() >= deadline:
+                raise RuntimeFailure(name, f"still {state} after {timeout:.0f} s (--heal-timeout)")
+            time.sleep(HEAL_POLL_SECONDS)
 
     def trust_targets(self) -> list[Target]:
         """The hosts `ringfleet trust` scans: name and the address the controller dials."""

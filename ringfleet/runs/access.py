@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import shlex
+from collections.abc import Iterator
 
 from ringfleet import paths
 from ringfleet.errors import RingfleetError, RuntimeFailure
@@ -51,3 +52,29 @@ def read_record(spec: ClusterSpec, node: Node, run_id: str) -> RunRecord:
         what = "no record yet (is it still running?)" if exists == 0 else "no such run"
         raise RingfleetError(f"run {run_id}", what)
     return parse_run_record(path, data)
+
+
+def list_runs(spec: ClusterSpec) -> list[dict]:
+    """The status record of every run on shared storage, oldest first."""
+    shell = any_node(spec, "runs")
+    runs_dir = shlex.quote(paths.runs_dir(spec.cluster.storage.mount))
+    # One line per record: its path, a tab, its bytes in base64, so a record that is
+    # not UTF-8 or not JSON is still told apart from the others and named.
+    script = (
+        f'for f in {runs_dir}/*/status.json; do [ -f "$f" ] || continue; '
+        'printf "%s\\t" "$f"; base64 -w0 < "$f"; echo; done; true'
+    )
+    _, text = shell.run(["/bin/sh", "-c", script], check=False)
+    records = [parse_run_record(path, data) for path, data in _record_lines(text)]
+    return sorted(records, key=lambda r: r.get("run_id") or "")
+
+
+def _record_lines(text: str) -> Iterator[tuple[str, bytes]]:
+    for line in text.splitlines():
+        path, tab, encoded = line.partition("\t")
+        if not tab:
+            continue
+        try:
+            yield path, base64.b64decode(encoded, validate=True)
+        except binascii.Error:
+            raise RingfleetError(path, "could not be read from the node") from None

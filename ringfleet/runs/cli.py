@@ -119,7 +119,7 @@ def register(app: typer.Typer, console: Console) -> None:
 
 
 def _list(spec, as_json: bool) -> None:
-    from ringfleet.jobs.run import list_runs
+    from ringfleet.runs.access import list_runs
     from ringfleet.runs.record import with_defaults
 
     # Newest first by start time (run ids begin with the job's name, not the time).
@@ -130,10 +130,10 @@ def _list(spec, as_json: bool) -> None:
         sys.stdout.write(json.dumps([with_defaults(r) for r in records], indent=2) + "\n")
         return
     # Plain columns: run ids stay whole and greppable at any terminal width.
-    header = ("RUN", "EXIT", "SECONDS", "RANKS", "STARTED", "REASON")
+    header = ("RUN", "EXIT", "SECONDS", "RANKS", "RECOVERIES", "STARTED", "REASON")
     rows = [
-        tuple(str(r.get(k)) for k in ("run_id", "exit_code", "seconds", "ranks", "started"))
-        + (str(r.get("reason")),)
+        tuple(str(r.get(k)) for k in ("run_id", "exit_code", "seconds", "ranks"))
+        + (str(r.get("recoveries") or 0), str(r.get("started")), str(r.get("reason")))
         for r in records
     ]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]

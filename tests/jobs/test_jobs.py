@@ -90,6 +90,8 @@ def test_synthetic_job(local: ClusterSpec, attribute: str, expected: object) -> 
         ("interface", "eth0"),
         ("tuning", True),
         ("env", {}),
+        ("restarts", 0),
+        ("restart_on_failure", False),
     ],
 )
 def test_default(tmp_path: Path, local: ClusterSpec, attribute: str, expected: object) -> None:
@@ -301,6 +303,11 @@ REFUSALS = {
     "bad-interface": "job.interface: must be a network interface name such as eth0 (got 'eth 0')",
     "tuning-not-bool": "job.tuning: must be true or false (got 'yes')",
     "args-not-strings": "job.entry.args[1]: must be a string (got 2)",
+    "negative-restarts": "job.restarts: must be >= 0 (got -1)",
+    "restarts-not-int": "job.restarts: must be an integer (got 'many')",
+    "restart-on-failure-without-restarts": (
+        "job.restart_on_failure: needs restarts >= 1 to restart at all (got True)"
+    ),
 }
 
 # Refusals before the job fields are read: the location is the file itself.

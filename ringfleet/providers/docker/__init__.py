@@ -25,6 +25,8 @@ from ringfleet.spec.model import size_bytes
 __all__ = ["DEFAULT_DOCKER_IMAGE", "DOCKER_CONNECTION", "DockerProvider"]
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from ringfleet.nodes import Node
     from ringfleet.spec.model import Cluster, Pool
 
@@ -99,6 +101,18 @@ class DockerProvider(ProviderBase):
             f"up {self.spec.env}: ready in {report.seconds:.1f} s; nodes: "
             f"{', '.join(parts) or 'none'}; {converged}; inventory {report.inventory}"
         )
+
+    def heal(self, root: Path, name: str, timeout: float, console: Console) -> None:
+        """A lost node is brought back as `ringfleet up` brings back a removed or stopped
+        one: recreated (or started) from its pool's image, then converged, under the
+        env's lock; `timeout` bounds only the wait for that lock."""
+        from ringfleet.envlock import env_lock
+
+        def say(line: str) -> None:
+            console.print(f"heal {name}: {line}", markup=False, highlight=False)
+
+        with env_lock(root, self.spec.env, timeout, say=say):
+            self.up(root, UpOptions(console=console, say=say))
 
     def down(self, root: Path, purge: bool, options: UpOptions) -> None:
         from ringfleet.providers.docker import cluster
