@@ -24,7 +24,8 @@ VICTIM = "rf-local-cpu-2"
 KILL_AFTER = "checkpoint: epoch 3"
 # Milestones after the kill, by the first line that shows each.
 MILESTONES = {
-    "loss detected": re.compile(r"node \S+ lost"),
+    # mpirun often exits first; then the loss shows as the heal starting.
+    "loss detected": re.compile(r"node \S+ lost|: healing "),
     "node healed, gate passed": re.compile(r"health gate: passed"),
     "training resumed": re.compile(r"resumed from checkpoint at epoch"),
     "first epoch after resume": re.compile(r"checkpoint: epoch"),
