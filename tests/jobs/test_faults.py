@@ -112,7 +112,7 @@ def test_killed_node_run_completes(killed) -> None:
 
 def test_restart_resumes_from_the_checkpoint(killed, request) -> None:
     stdout, _, seconds = killed
-    report(request, f"restart: node loss -> training resumed in {seconds} s")
+    report(request, f"restart: node loss -> training resumed in {seconds:.1f} s")
     assert RESUMED.search(stdout), stdout[-3000:]
 
 
