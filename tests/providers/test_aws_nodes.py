@@ -112,24 +112,27 @@ def test_another_admin_user_is_refused(tmp_path):
     )
 
 
-def test_without_saved_outputs_is_one_line(tmp_path):
-    spec = project(tmp_path, outputs=False)
-    with pytest.raises(RingfleetError) as refused:
-        for_spec(spec).nodes()
-    assert refused.value.line() == (
+MISSING_STATE = {
+    "outputs": (
+        {"outputs": False},
         "ringfleet: error: .ringfleet/aws-dev/outputs.json: no saved stack outputs for "
-        "aws-dev: run `ringfleet up aws-dev` first"
-    )
+        "aws-dev: run `ringfleet up aws-dev` first",
+    ),
+    "stack key": (
+        {"key": False},
+        "ringfleet: error: .ringfleet/aws-dev/ssh/stack_key: no stack key: `ringfleet up "
+        "aws-dev` writes it (docs/pulumi.md says how to write it from the stack by hand)",
+    ),
+}
 
 
-def test_without_the_stack_key_is_one_line(tmp_path):
-    spec = project(tmp_path, key=False)
+@pytest.mark.parametrize("missing", MISSING_STATE)
+def test_missing_state_is_one_line(tmp_path, missing):
+    left_out, line = MISSING_STATE[missing]
+    spec = project(tmp_path, **left_out)
     with pytest.raises(RingfleetError) as refused:
         for_spec(spec).nodes()
-    assert refused.value.line() == (
-        "ringfleet: error: .ringfleet/aws-dev/ssh/stack_key: no stack key: `ringfleet up "
-        "aws-dev` writes it (docs/pulumi.md says how to write it from the stack by hand)"
-    )
+    assert refused.value.line() == line
 
 
 def test_a_stack_key_others_can_read_is_refused(tmp_path):
