@@ -21,6 +21,7 @@ import yaml
 from rich.console import Console
 
 from ringfleet.errors import RingfleetError
+from ringfleet.nodes import user_ids
 from ringfleet.paths import BASELINE_NAME, baseline_path  # noqa: F401 - callers import them from here
 from ringfleet.spec import ClusterSpec, ResolvedPool
 
@@ -315,8 +316,7 @@ def save_report(spec: ClusterSpec, results: list[PerfResult], tolerance: float) 
         shell = DockerNode(client, node.name)
         if shell.state() != "running":
             continue
-        uid = int(shell.run(["id", "-u", user])[1].strip())
-        gid = int(shell.run(["id", "-g", user])[1].strip())
+        uid, gid = user_ids(shell, user)
         shell.run(["mkdir", "-p", run_dir], user=user)
         shell.put_file(
             f"{run_dir}/perf.json", results_json(spec, results, tolerance).encode(), (uid, gid)

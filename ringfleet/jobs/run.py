@@ -28,7 +28,7 @@ from ringfleet.jobs.attempts import Attempt, Policy, run_attempts
 from ringfleet.jobs.render import WRAPPER_NAME, RenderedJob, render_job
 from ringfleet.jobs.spec import Job, load_job, require_script
 from ringfleet.jobs.stopping import Interrupted, raise_interrupted, route_signals
-from ringfleet.nodes import RUNNING, Node
+from ringfleet.nodes import RUNNING, Node, user_ids
 from ringfleet.providers import for_spec
 from ringfleet.runs.quiet import BannerDedupe, rank_env
 from ringfleet.runs.record import RECORD_VERSION, rank_exits
@@ -284,9 +284,7 @@ def _prepare(spec: ClusterSpec, job: Job, timeline: bool, autotune: bool, verbos
             )
     first = nodes[names[0]]
     user = spec.cluster.ssh.user
-    _, ids = first.run(["id", "-u", user])
-    _, gids = first.run(["id", "-g", user])
-    owner = (int(ids.strip()), int(gids.strip()))
+    owner = user_ids(first, user)
     rank_nodes = dict(enumerate(rendered.ranks))
     return _Run(
         job, run_id, run_dir, rendered, names, nodes, user, owner, rank_nodes, False, verbose

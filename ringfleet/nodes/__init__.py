@@ -63,3 +63,9 @@ class Node(Protocol):
     def stream(self, argv: list[str], user: str, workdir: str | None = None) -> Stream:
         """Start argv as `user` and return its output as it comes."""
         ...
+
+
+def user_ids(node: Node, user: str) -> tuple[int, int]:
+    """`user`'s uid and gid on `node`: the owner of files put on shared storage for it."""
+    uid, gid = (int(node.output(["id", flag, user]).strip()) for flag in ("-u", "-g"))
+    return uid, gid

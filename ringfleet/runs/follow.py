@@ -13,7 +13,7 @@ import time
 
 from ringfleet.errors import RingfleetError, RuntimeFailure
 from ringfleet.jobs.run import TAG_RE, kill_run_processes
-from ringfleet.nodes import RUNNING, Node
+from ringfleet.nodes import RUNNING, Node, user_ids
 from ringfleet.runs import supervise
 from ringfleet.runs.access import read_bytes, read_record, run_path
 from ringfleet.runs.quiet import BannerDedupe
@@ -78,9 +78,7 @@ def cancel(spec: ClusterSpec, node: Node, nodes: dict[str, Node], run_id: str, w
     if exists != 0:
         raise RingfleetError(f"run {run_id}", "no such run")
     user = spec.cluster.ssh.user
-    _, ids = node.run(["id", "-u", user])
-    _, gids = node.run(["id", "-g", user])
-    owner = (int(ids.strip()), int(gids.strip()))
+    owner = user_ids(node, user)
     # The marker first: the supervisor reads it when the launcher ends, killed.
     node.put_file(f"{run_dir}/{supervise.CANCEL_NAME}", b"cancelled\n", owner)
     for name, each in nodes.items():
