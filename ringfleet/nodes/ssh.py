@@ -223,8 +223,9 @@ class SshNode:
         hop += ["-W", "[%h]:%p", "--", host]
         return shlex.join(hop)
 
-    def _ssh(self, remote: list[str]) -> list[str]:
-        """argv of one command through the master (or, if it just died, as a new master)."""
+    def ssh_argv(self, remote: list[str]) -> list[str]:
+        """argv of one command through the master (or, if it just died, as a new master);
+        callers add options after argv[0] (ssh keeps the first value of an option)."""
         return [
             "ssh",
             *self._options(),
@@ -354,7 +355,7 @@ class SshNode:
         try:
             self.connect()
             proc = subprocess.run(
-                self._ssh(["true"]),
+                self.ssh_argv(["true"]),
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
                 timeout=STATE_TIMEOUT,
@@ -368,7 +369,7 @@ class SshNode:
     def _run_raw(self, remote: list[str], data: bytes | None = None) -> tuple[int, str]:
         self.connect()
         proc = subprocess.run(
-            self._ssh(remote),
+            self.ssh_argv(remote),
             input=data if data is not None else b"",
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -393,7 +394,7 @@ class SshNode:
         """
         self.connect()
         proc = subprocess.run(
-            self._ssh(self._as_user(argv, user)),
+            self.ssh_argv(self._as_user(argv, user)),
             stdin=subprocess.DEVNULL,
             capture_output=True,
         )
@@ -430,7 +431,7 @@ class SshNode:
         remote = self._as_user(argv, user)
         self.connect()
         proc = subprocess.Popen(
-            self._ssh(remote),
+            self.ssh_argv(remote),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

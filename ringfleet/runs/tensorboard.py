@@ -168,7 +168,7 @@ def _ssh(node, argv: list[str], port: int) -> Handles:
     forward = f"{LOOPBACK}:{port}:{LOOPBACK}:{port}"
     # A connection of its own (ControlPath=none; ssh keeps the first value of an option),
     # so the forward ends with it; ExitOnForwardFailure: a taken port fails at once.
-    base = node._ssh(["/bin/sh", "-c", remote])
+    base = node.ssh_argv(["/bin/sh", "-c", remote])
     command = [base[0], "-o", "ControlPath=none", "-o", "ExitOnForwardFailure=yes",
                "-L", forward, *base[1:]]
     proc = subprocess.Popen(
