@@ -47,7 +47,8 @@ def container_args(defn: ContainerDef) -> dict[str, Any]:
         ],
         "networks_advanced": [docker.ContainerNetworksAdvancedArgs(name=defn.network)],
         "mounts": [docker.ContainerMountArgs(type="volume", source=defn.volume, target=defn.mount)],
-        "cpus": f"{defn.nano_cpus / 10**9:g}",
+        # Own host cores (cpuset) or a CPU quota, as container.py decides.
+        **({"cpu_set": defn.cpuset} if defn.cpuset else {"cpus": f"{defn.nano_cpus / 10**9:g}"}),
         "memory": defn.mem_bytes // MIB,
         "command": list(defn.command),
         "shm_size": defn.shm_bytes // MIB,

@@ -60,6 +60,7 @@ REPLACE_INPUTS: dict[str, tuple[str, ...]] = {
         "networksAdvanced",
         "mounts",
         "cpus",
+        "cpuSet",
         "command",
         "shmSize",
         "ulimits",

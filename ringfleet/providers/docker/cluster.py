@@ -76,7 +76,7 @@ def _summary(d: ContainerDef) -> dict[str, object]:
     """The parts of a definition worth naming when they change."""
     return {
         "image": d.image,
-        "cpus": d.nano_cpus / 1e9,
+        "cpus": d.nano_cpus / 1e9 if d.cpuset is None else f"cores {d.cpuset}",
         "memory": d.mem_bytes,
         "gpus": d.gpus,
         "mount": d.mount,
@@ -106,6 +106,7 @@ def _create(client: docker.DockerClient, d: ContainerDef) -> None:
         labels={**d.labels, LABEL_DEFINITION: json.dumps(_summary(d), sort_keys=True)},
         mounts=[docker.types.Mount(target=d.mount, source=d.volume, type="volume")],
         nano_cpus=d.nano_cpus,
+        cpuset_cpus=d.cpuset,
         mem_limit=d.mem_bytes,
         shm_size=d.shm_bytes,
         ulimits=[docker.types.Ulimit(name=n, soft=s, hard=h) for n, s, h in d.ulimits],
