@@ -1,10 +1,11 @@
-"""`ringfleet images list`, registered onto the app as a command group.
+"""`ringfleet images list|export|import`, registered onto the app as a command group.
 
 The CLI parses and prints; the catalog is in catalog.py, the archive in archive.py.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -23,7 +24,7 @@ GB = 1e9
 
 def register(app: typer.Typer, console: Console) -> None:
     """Add the `images` command group to `app`."""
-    images = typer.Typer(no_args_is_help=True, help="The node image catalog.")
+    images = typer.Typer(no_args_is_help=True, help="The node image catalog: list, export, import.")
     app.add_typer(images, name="images")
 
     @images.command("list")
@@ -66,3 +67,64 @@ def register(app: typer.Typer, console: Console) -> None:
                 versions_text(e.versions) if e.built else "-",
             )
         console.print(table)
+
+    @images.command("export")
+    def export(
+        profile: Annotated[str, typer.Argument(help="Profile, e.g. tf2.15")],
+        output: Annotated[Path, typer.Option("-o", "--output", help="Archive file to write")],
+        env: EnvOption = "local",
+    ) -> None:
+        """Write PROFILE's node image for ENV and its record into one archive (docker save)."""
+        from ringfleet.errors import RingfleetError
+        from ringfleet.images.archive import archive_record, export_image
+        from ringfleet.images.catalog import find_profile, profile_pool
+        from ringfleet.images.record import read_record
+        from ringfleet.providers.docker.baseimage import find_image
+        from ringfleet.providers.docker.engine import docker_client
+        from ringfleet.providers.docker.images import node_image_tag
+        from ringfleet.spec import load_spec, project_root
+
+        spec, root = load_spec(env), project_root()
+        pool, via = profile_pool(spec, find_profile(profile))
+        tag = node_image_tag(spec, pool, root)
+        client = docker_client()
+        image = find_image(client, tag)
+        if image is None:
+            raise RingfleetError(
+                profile,
+                f"image {tag} is not built here; `ringfleet up {env}` "
+                "bakes it (or import an archive of it)",
+            )
+        record = archive_record(spec, pool, root, tag, image, read_record(client, tag))
+        inputs = record["inputs"]
+        g = pool.gpu
+        gpu = f"GPU stack {g.driver}/{g.cuda}/{g.nccl}" if g else "no GPU stack"
+        console.print(
+            f"export {profile}: {tag}, the image of env {env}'s {via} (its tag hashes "
+            f"base {inputs['base']}, job user {inputs['ssh_user']}, {gpu})",
+            highlight=False,
+        )
+        moved = export_image(client, record, output)
+        console.print(
+            f"export {profile}: wrote {output}, {moved.size_bytes / GB:.2f} GB in "
+            f"{moved.seconds:.0f} s",
+            highlight=False,
+        )
+
+    @images.command("import")
+    def import_(
+        archive: Annotated[Path, typer.Argument(help="Archive written by `images export`")],
+    ) -> None:
+        """Load a node image archive after checking its record; `up` then uses it, no bake."""
+        from ringfleet.images.archive import check_archive, import_image
+        from ringfleet.providers.docker.engine import docker_client
+
+        record = check_archive(archive)  # a foreign or damaged file is refused before Docker
+        moved = import_image(docker_client(), archive, record)
+        r = moved.record
+        console.print(
+            f"import: loaded {moved.tag} (profile {r['profile']}, env {r['env']}'s "
+            f"inputs, lock {r['lock_digest']}) from {moved.size_bytes / GB:.2f} GB "
+            f"in {moved.seconds:.0f} s",
+            highlight=False,
+        )
