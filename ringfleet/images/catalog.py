@@ -79,6 +79,14 @@ def catalog(spec: ClusterSpec, root: Path, client) -> list[Entry]:
                 versions=(record or {}).get("versions"),
             )
         )
+    # Added profiles (profiles/*.yaml) are read and checked, so a bad file stops here in
+    # one line; building them on their parent's image is not written yet (README).
+    from ringfleet.images.profiles import added_profiles
+
+    for added in added_profiles(root).values():
+        entries.append(
+            Entry(added.name, "-", "-", f"added: extends {added.extends}", False, None, None, None)
+        )
     return entries
 
 
