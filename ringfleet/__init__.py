@@ -15,6 +15,9 @@ Where each concern lives, in the order a cluster is made and used
                     console output), static.py, sshreach.py (SshNodes of static and aws);
                     stackops.py (Pulumi stack operations)
                     and outputs.py (the stack outputs every provider exports)
+    images/         the node image catalog: `images list` (catalog.py), the record each image
+                    carries of what is in it (record.py, written at bake), `images export` and
+                    `import` for sites without a registry (archive.py); cli.py registers them
     converge/       outputs -> Ansible inventory -> site.yml on the nodes, written once in
                     apply.py (ansible.py runs Ansible; nodefiles.py says which role files reach
                     a node; siteroles.py reads site.yml)

@@ -18,6 +18,7 @@ from ringfleet.health.commands import (
     SkipHealth,
     register,
 )
+from ringfleet.images.cli import register as register_images
 from ringfleet.runs.cli import register as register_run_views
 from ringfleet.spec import load_spec, project_root
 
@@ -449,6 +450,7 @@ def verify_nodes(
 
 register_run_views(app, console)
 register(app, console)
+register_images(app, console)
 
 
 def main() -> None:

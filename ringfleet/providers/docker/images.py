@@ -115,6 +115,7 @@ def bake_image(client, spec: ClusterSpec, pool: ResolvedPool, root: Path, tag: s
 
     from ringfleet.converge.apply import apply
     from ringfleet.errors import RuntimeFailure
+    from ringfleet.images.record import lock_digest, make_record, read_versions, write_record
     from ringfleet.providers.outputs import OUT_POOLS, static_outputs
     from ringfleet.state import bake_state_dir, converge_vars
 
@@ -151,6 +152,15 @@ def bake_image(client, spec: ClusterSpec, pool: ResolvedPool, root: Path, tag: s
         code, output = container.exec_run(["/bin/sh", "-c", f"{BAKE_CLEANUP} && {record}"])
         if code != 0:
             raise RuntimeFailure(f"bake {pool.name}", "cleanup failed", output.decode()[-200:])
+        # The image's own record (`ringfleet images list`, export): versions read on it now.
+        record = make_record(
+            tag,
+            pool.profile.name,
+            image_inputs(spec, pool, root),
+            lock_digest(root, pool.profile.name, pool.gpu is not None),
+            read_versions(container),
+        )
+        write_record(container, record)
         repo, _, version = tag.rpartition(":")
         container.commit(
             repository=repo,

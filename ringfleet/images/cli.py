@@ -1,0 +1,130 @@
+"""`ringfleet images list|export|import`, registered onto the app as a command group.
+
+The CLI parses and prints; the catalog is in catalog.py, the archive in archive.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+EnvOption = Annotated[
+    str,
+    typer.Option(
+        "--env",
+        help="Whose image: the tag hashes this env's base image, job user and GPU stack too",
+    ),
+]
+# Decimal gigabytes, as the docs give image sizes (3.09 GB for tf2.15).
+GB = 1e9
+
+
+def register(app: typer.Typer, console: Console) -> None:
+    """Add the `images` command group to `app`."""
+    images = typer.Typer(no_args_is_help=True, help="The node image catalog: list, export, import.")
+    app.add_typer(images, name="images")
+
+    @images.command("list")
+    def list_images(
+        env: EnvOption = "local",
+        as_json: Annotated[bool, typer.Option("--json", help="The rows as a JSON list")] = False,
+    ) -> None:
+        """Every profile's node image for ENV: tag, built here?, size, date, versions inside."""
+        import dataclasses
+        import json
+
+        from rich.table import Table
+
+        from ringfleet.images.catalog import catalog, versions_text
+        from ringfleet.providers.docker.engine import docker_client
+        from ringfleet.spec import load_spec, project_root
+
+        spec = load_spec(env)
+        entries = catalog(spec, project_root(), docker_client())
+        if as_json:
+            print(json.dumps([dataclasses.asdict(e) for e in entries], indent=2))
+            return
+        table = Table(
+            "profile",
+            "image",
+            "built",
+            "size",
+            "built at",
+            "versions (image record)",
+            title=f"node images of env {env}",
+        )
+        for e in entries:
+            size = f"{e.size_bytes / GB:.2f} GB" if e.size_bytes else "-"
+            table.add_row(
+                e.profile,
+                e.tag,
+                "yes" if e.built else "no",
+                size,
+                e.built_at or "-",
+                versions_text(e.versions) if e.built else "-",
+            )
+        console.print(table)
+
+    @images.command("export")
+    def export(
+        profile: Annotated[str, typer.Argument(help="Profile, e.g. tf2.15")],
+        output: Annotated[Path, typer.Option("-o", "--output", help="Archive file to write")],
+        env: EnvOption = "local",
+    ) -> None:
+        """Write PROFILE's node image for ENV and its record into one archive (docker save)."""
+        from ringfleet.errors import RingfleetError
+        from ringfleet.images.archive import archive_record, export_image
+        from ringfleet.images.catalog import find_profile, profile_pool
+        from ringfleet.images.record import read_record
+        from ringfleet.providers.docker.baseimage import find_image
+        from ringfleet.providers.docker.engine import docker_client
+        from ringfleet.providers.docker.images import node_image_tag
+        from ringfleet.spec import load_spec, project_root
+
+        spec, root = load_spec(env), project_root()
+        pool, via = profile_pool(spec, find_profile(profile))
+        tag = node_image_tag(spec, pool, root)
+        client = docker_client()
+        image = find_image(client, tag)
+        if image is None:
+            raise RingfleetError(
+                profile,
+                f"image {tag} is not built here; `ringfleet up {env}` "
+                "bakes it (or import an archive of it)",
+            )
+        record = archive_record(spec, pool, root, tag, image, read_record(client, tag))
+        inputs = record["inputs"]
+        g = pool.gpu
+        gpu = f"GPU stack {g.driver}/{g.cuda}/{g.nccl}" if g else "no GPU stack"
+        console.print(
+            f"export {profile}: {tag}, the image of env {env}'s {via} (its tag hashes "
+            f"base {inputs['base']}, job user {inputs['ssh_user']}, {gpu})",
+            highlight=False,
+        )
+        moved = export_image(client, record, output)
+        console.print(
+            f"export {profile}: wrote {output}, {moved.size_bytes / GB:.2f} GB in "
+            f"{moved.seconds:.0f} s",
+            highlight=False,
+        )
+
+    @images.command("import")
+    def import_(
+        archive: Annotated[Path, typer.Argument(help="Archive written by `images export`")],
+    ) -> None:
+        """Load a node image archive after checking its record; `up` then uses it, no bake."""
+        from ringfleet.images.archive import check_archive, import_image
+        from ringfleet.providers.docker.engine import docker_client
+
+        record = check_archive(archive)  # a foreign or damaged file is refused before Docker
+        moved = import_image(docker_client(), archive, record)
+        r = moved.record
+        console.print(
+            f"import: loaded {moved.tag} (profile {r['profile']}, env {r['env']}'s "
+            f"inputs, lock {r['lock_digest']}) from {moved.size_bytes / GB:.2f} GB "
+            f"in {moved.seconds:.0f} s",
+            highlight=False,
+        )
