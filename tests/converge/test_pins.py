@@ -386,6 +386,12 @@ def _ran(proc: subprocess.CompletedProcess) -> list[str]:
     return re.findall(r"^TASK \[apt_pins : (.*?)\] \*", proc.stdout, re.M)
 
 
+def _skipped(proc: subprocess.CompletedProcess) -> set[str]:
+    """Names of the apt_pins tasks the host skipped."""
+    blocks = re.split(r"^TASK \[apt_pins : ", proc.stdout, flags=re.M)[1:]
+    return {b.split("] ", 1)[0] for b in blocks if re.search(r"^skipping: ", b, re.M)}
+
+
 def _failure(proc: subprocess.CompletedProcess) -> str:
     """The msg of the failed task (the JSON after `FAILED! =>`)."""
     text = proc.stdout[proc.stdout.index("FAILED! =>") + len("FAILED! =>") :]
@@ -400,6 +406,12 @@ def unavailable_pin() -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def installed_pin() -> subprocess.CompletedProcess:
     return _apt_pins({"bash": _installed_version("bash")}, apt_pins_hold=False)
+
+
+@pytest.fixture(scope="module")
+def unheld_pin() -> subprocess.CompletedProcess:
+    """bash at its installed version, to be held: this machine does not hold bash."""
+    return _apt_pins({"bash": _installed_version("bash")})
 
 
 @pytest.fixture(scope="module")
@@ -438,6 +450,27 @@ def test_unavailable_pin_fails_before_any_install(unavailable_pin):
 def test_installed_pin_passes_unchanged(installed_pin):
     assert installed_pin.returncode == 0, _shown(installed_pin)
     assert re.search(r"changed=0 .*failed=0", installed_pin.stdout), _shown(installed_pin)
+
+
+# A node with every pin installed (a node made from the baked image) needs nothing from
+# the mirror: these are what made a forced converge slow, once per role that pins packages.
+MIRROR_TASKS = (
+    "Ensure the package index is fresh.",
+    "Read the versions the package index offers for the pinned packages.",
+    "Ensure the packages are installed at their pinned versions.",
+)
+
+
+@pytest.mark.parametrize("task", MIRROR_TASKS)
+def test_installed_pin_asks_nothing_of_the_mirror(installed_pin, task):
+    assert task in _skipped(installed_pin), _shown(installed_pin)
+
+
+BASH_HELD = re.compile(r"^changed: \[localhost\] => \(item=bash\)", re.M)
+
+
+def test_installed_but_unheld_pin_is_held(unheld_pin):
+    assert BASH_HELD.search(unheld_pin.stdout), _shown(unheld_pin)
 
 
 def test_package_without_pin_fails_naming_it(unpinned_package):
