@@ -464,14 +464,14 @@ def _console_lines(line, rank_nodes, per_rank, dedupe) -> list[str]:
     """What the console shows for one launcher line; `per_rank` gets the rank's text."""
     match = TAG_RE.match(line)
     if not match:
-        return [f"[launcher] {line}"]
+        return [f"[launcher] {escape(line)}"]  # raw text: Gloo's errors hold [/path:line]
     rank = int(match.group(2))
     text = match.group(4)
     per_rank.setdefault(rank, []).append(text)
     if where := announced(text):  # an elastic rank says which node it is on
         rank_nodes[where[0]] = where[1]
         return []
-    prefix = f"[{rank} {rank_nodes.get(rank, '?')}]"
+    prefix, text = f"[{rank} {rank_nodes.get(rank, '?')}]", escape(text)
     if dedupe is None:
         return [f"{prefix} {text}"]
     return dedupe.feed(rank, prefix, text)
