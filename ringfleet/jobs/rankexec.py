@@ -6,12 +6,15 @@ copies this file into the run directory, a hand launch finds it in the job's wor
 whatever Python is there, so it imports nothing but the standard library, and it
 replaces itself with COMMAND (`exec`): signals, exit status and output stay the rank's.
 
-Today it sizes a CPU rank's thread pools. Later per-rank work (log prefixes) belongs here too.
+It sizes a CPU rank's thread pools and, when asked (elastic runs), announces its rank
+and node in one line first, so the launch's per-rank log prefixes follow ranks that
+Horovod's elastic driver starts on nodes joining mid-run.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from collections.abc import Mapping
 
@@ -31,6 +34,16 @@ INTER_OP_VAR = "TF_NUM_INTEROP_THREADS"
 # CPU pinning (KMP_AFFINITY, OMP_PROC_BIND) is deliberately not set: whether pinning helps
 # inside CPU-quota containers, where the quota and not the cpuset limits a rank, is
 # unmeasured, and a job that wants it sets it in its env.
+
+# Set by elastic launches (ringfleet/jobs/elastic.py): print ANNOUNCE_PREFIX + `rank R on
+# NODE` to stderr before exec. Horovod's Gloo driver tags the line with the rank, and
+# ringfleet learns from it which node that rank's later lines come from.
+ANNOUNCE_VAR = "RINGFLEET_ANNOUNCE_RANK"
+ANNOUNCE_PREFIX = "ringfleet rankexec: "
+# The rank as each launcher tells it: Open MPI's mpirun, then Horovod's Gloo launcher
+# (elastic or not); the node as Horovod names it, else this host's name.
+RANK_VARS = ("OMPI_COMM_WORLD_RANK", "HOROVOD_RANK")
+HOSTNAME_VAR = "HOROVOD_HOSTNAME"
 
 # cgroup v2 (`<quota> <period>` or `max <period>`) and cgroup v1 (two files, -1 = no quota).
 CGROUP_V2_CPU_MAX = "/sys/fs/cgroup/cpu.max"
@@ -127,6 +140,35 @@ def thread_env(env: Mapping[str, str], cores: int) -> dict[str, str]:
     return {name: value for name, value in wanted.items() if name not in env}
 
 
+def rank_of(env: Mapping[str, str]) -> int | None:
+    """This rank's number, from the launcher; None when run outside one."""
+    for name in RANK_VARS:
+        value = env.get(name)
+        if value is not None:
+            return _whole(name, value)
+    return None
+
+
+def announcement(env: Mapping[str, str], hostname: str) -> str | None:
+    """The line an elastic rank prints first, or None when the launch did not ask."""
+    if env.get(ANNOUNCE_VAR) != "1":
+        return None
+    rank = rank_of(env)
+    if rank is None:
+        raise WrapperError(f"{ANNOUNCE_VAR}: set, but no launcher gave a rank ({RANK_VARS[-1]})")
+    return f"{ANNOUNCE_PREFIX}rank {rank} on {env.get(HOSTNAME_VAR) or hostname}"
+
+
+def _whole(name: str, value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise WrapperError(f"{name}: must be a whole number (got {value!r})")
+    return number
+
+
 def _positive(name: str, value: str) -> int:
     try:
         number = int(value)
@@ -144,9 +186,12 @@ def main(argv: list[str]) -> int:
     env = dict(os.environ)
     try:
         env.update(thread_env(env, node_cores(len(os.sched_getaffinity(0)), cgroup_cores())))
+        line = announcement(env, socket.gethostname())
     except WrapperError as exc:
         print(f"ringfleet rankexec: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if line is not None:
+        print(line, file=sys.stderr, flush=True)
     try:
         os.execvpe(argv[0], argv, env)
     except OSError as exc:

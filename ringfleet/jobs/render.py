@@ -14,7 +14,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
 
 from ringfleet.errors import RingfleetError
-from ringfleet.jobs import rankexec
+from ringfleet.jobs import elastic, rankexec
 from ringfleet.jobs.spec import Job, place
 from ringfleet.paths import NODE_VENV
 from ringfleet.safetext import comment
@@ -40,6 +40,13 @@ TAG_OUTPUT_ARGS = ["--tag-output"]
 # Without it horovodrun silently falls back to Gloo when MPI is missing, which changes the
 # transport and drops the rank tags; with it, horovodrun runs the mpirun line shown beside it.
 HOROVOD_MPI_ARGS = ["--mpi"]
+# Elastic jobs (ringfleet/jobs/elastic.py): Horovod's elastic driver runs on Gloo only.
+HOROVOD_GLOO_ARGS = ["--gloo"]
+# A host whose ranks failed (a lost node) is left out for a random 10-30 s, then tried
+# again; without a range Horovod never takes it back, and a healed node would not rejoin.
+BLACKLIST_COOLDOWN_ARGS = ["--blacklist-cooldown-range", "10", "30"]
+# Elastic ranks announce their node (rankexec.py), since the placement no longer says it.
+ANNOUNCE_VAR = rankexec.ANNOUNCE_VAR
 
 # Thread tuning for CPU ranks. Several ranks may share a node, and OpenMP, MKL and
 # TensorFlow each size their pools to every core of it, which oversubscribes the node
@@ -104,6 +111,9 @@ class RenderedJob:
     wrapper: str
     """The per-rank wrapper's source, which must be at `wrapper_path` on the nodes."""
     wrapper_path: str
+    discovery: str | None = None
+    """Elastic jobs: the discovery script's source, to be at `discovery_path` on the nodes."""
+    discovery_path: str | None = None
 
     def text(self, fmt: str) -> str:
         """One of RENDER_FORMATS, for `ringfleet render --format`."""
@@ -137,6 +147,8 @@ def job_env(spec: ClusterSpec, job: Job) -> dict[str, str]:
         env.update(tuning_env(first.pool.threads_per_rank))
     if any(spec.pools[name].profile.legacy_keras for name in job.pools):
         env[TF_USE_LEGACY_KERAS] = "1"
+    if job.elastic:
+        env[ANNOUNCE_VAR] = "1"
     env.update(job.env)
     return env
 
@@ -185,6 +197,25 @@ def horovodrun_command(
     if port != DEFAULT_SSH_PORT:
         cmd += ["--ssh-port", str(port)]
     return [*cmd, *HOROVOD_MPI_ARGS, *rank_command(job, wrapper)]
+
+
+def elastic_command(spec: ClusterSpec, job: Job, discovery: str, wrapper: str) -> list[str]:
+    """horovodrun in elastic mode: the hosts come from `discovery`, run every second.
+
+    `--network-interface` always: it spares the driver probing interfaces, which needs
+    two live hosts, and the run may go on with one.
+    """
+    assert job.elastic is not None
+    port = spec.cluster.ssh.port
+    cmd = [
+        HOROVODRUN, "-np", str(job.processes),
+        "--min-np", str(job.elastic.min_processes), "--max-np", str(job.elastic.max_processes),
+        "--host-discovery-script", discovery, *BLACKLIST_COOLDOWN_ARGS,
+        "--network-interface", job.interface,
+    ]  # fmt: skip
+    if port != DEFAULT_SSH_PORT:
+        cmd += ["--ssh-port", str(port)]
+    return [*cmd, *HOROVOD_GLOO_ARGS, *rank_command(job, wrapper)]
 
 
 def mpirun_command(
@@ -259,14 +290,17 @@ def render_job(
     root: Path | None = None,
     hostfile: str = HOSTFILE,
     wrapper: str | None = None,
+    discovery: str | None = None,
 ) -> RenderedJob:
     """Place the job's ranks and render every launch form of it.
 
     `hostfile` is where mpirun reads the hosts and `wrapper` where the nodes find the
     per-rank wrapper (default: in the workdir): `ringfleet run` gives each run its own
-    of both, in the run's directory, so concurrent runs of one job never share one.
+    of both, in the run's directory, so concurrent runs of one job never share one;
+    `discovery` likewise for an elastic job's host-discovery script.
     """
     wrapper = wrapper or default_wrapper(job)
+    discovery = discovery or f"{job.workdir.rstrip('/')}/{elastic.DISCOVERY_NAME}"
     placement = place(spec, job)
     env = job_env(spec, job)
     pools = [spec.pools[name] for name in job.pools]
@@ -276,7 +310,11 @@ def render_job(
         if job.launcher == "horovodrun"
         else mpirun
     )
-    equivalent = shlex.join(mpirun) if job.launcher == "horovodrun" else None
+    if job.elastic:
+        command = elastic_command(spec, job, discovery, wrapper)
+    # An elastic launch has no mpirun equivalent: mpirun cannot grow or shrink a job.
+    plain = job.launcher == "horovodrun" and not job.elastic
+    equivalent = shlex.join(mpirun) if plain else None
     per_node = max(ranks for _, ranks in placement)
     cpus_per_task = min(cores_per_rank(p) for p in pools)
     context = {
@@ -307,6 +345,8 @@ def render_job(
         "slurm_line": shlex.join(slurm_command(job, env, wrapper)),
         "mpijob_command": mpijob_command(job, env, wrapper),
         "wrapper": wrapper,
+        "elastic": job.elastic,
+        "discovery": discovery,
         "api_version": MPIJOB_API_VERSION,
         "image": MPIJOB_IMAGE,
         "claim": MPIJOB_SHARED_CLAIM,
@@ -327,4 +367,6 @@ def render_job(
         mpijob=_render(jinja, "mpijob", context),
         wrapper=WRAPPER_SOURCE.read_text(encoding="utf-8"),
         wrapper_path=wrapper,
+        discovery=elastic.discovery_script(elastic.hosts_path(discovery)) if job.elastic else None,
+        discovery_path=discovery if job.elastic else None,
     )

@@ -25,6 +25,7 @@ from ringfleet import paths
 from ringfleet.errors import RingfleetError, RuntimeFailure, one_line
 from ringfleet.health.gate import read_env_lock, run_gate, say_gate
 from ringfleet.jobs.attempts import Attempt, Policy, run_attempts
+from ringfleet.jobs.elastic import DISCOVERY_NAME, ElasticRun, announced
 from ringfleet.jobs.render import WRAPPER_NAME, RenderedJob, render_job
 from ringfleet.jobs.spec import Job, load_job, require_script
 from ringfleet.jobs.stopping import Interrupted, raise_interrupted, route_signals
@@ -50,7 +51,8 @@ LOSS_GRACE = 2.0
 # After an abort, how long the launcher gets to exit before we stop waiting.
 ABORT_GRACE = 20.0
 # mpirun --tag-output prefixes every rank line with `[jobid,rank]<stream>:`.
-TAG_RE = re.compile(r"^\[(\d+),(\d+)\]<(stdout|stderr|stddiag)>:(.*)$")
+# Horovod's Gloo driver (elastic jobs) tags them `[rank]<stdout>:`.
+TAG_RE = re.compile(r"^\[(?:(\d+),)?(\d+)\]<(stdout|stderr|stddiag)>:(.*)$")
 RUNS_DIRNAME = paths.RUNS_DIRNAME
 # Horovod's own switches, set in the ranks' environment by `run --timeline/--autotune`.
 # HOROVOD_TIMELINE: rank 0 writes every tensor's negotiate/allreduce phases as Chrome
@@ -144,9 +146,10 @@ def run_job(
     provider.require_run()
     job = load_job(job_file, spec)
     policy = (policy or Policy()).for_job(job)
-    if detach and policy.restarts:
-        # Restarts need the controller watching the run; a detached run has none.
-        raise RingfleetError(f"{job.display}: restarts", "not with --detach", policy.restarts)
+    elastic = job.elastic and f"{job.elastic.min_processes}-{job.elastic.max_processes}"
+    for field, value in (("restarts", policy.restarts), ("elastic", elastic)):
+        if detach and value:  # both need the controller watching the run; detached has none
+            raise RingfleetError(f"{job.display}: {field}", "not with --detach", value)
     run = _prepare(spec, job, timeline, autotune, verbose)
     job = run.job
     console.print(
@@ -180,9 +183,13 @@ def run_job(
         provider.heal(project_root(), name, policy.heal_timeout, console)
         run.nodes.update(provider.nodes([name]))
 
+    say = lambda line: console.print(line, highlight=False)  # noqa: E731
+    run.elastic = ElasticRun.of(run.rendered, run.nodes, heal, say, run.owner, run.user)
     if detach and (detached := _detach(run, gate, policy.skip_health, console, held)):
         return detached
     outcome = run_attempts(policy, gate, launch, heal, lambda line: console.print(line))
+    if run.elastic:
+        run.elastic.finish(policy.heal_timeout)
     final = outcome.final
     code, reason, lost = final.exit_code, final.reason, final.lost_node
     seconds = time.monotonic() - started
@@ -205,7 +212,8 @@ def run_job(
             "autotune_log": job.env.get(HOROVOD_AUTOTUNE_LOG),
             "checkpoint_dir": job.env.get(CHECKPOINT_ENV),
             "attempts": [a.record() for a in outcome.attempts],
-            "recoveries": outcome.recoveries,
+            "recoveries": outcome.recoveries + (run.elastic.rejoins if run.elastic else 0),
+            **(run.elastic.record() if run.elastic else {}),
         }
         # Shared storage is the same from every node: write the record through a live one.
         alive = [node for node in run.nodes.values() if node.state() == RUNNING]
@@ -258,6 +266,7 @@ class _Run:
     made: bool = False
     """Whether the run directory exists (it is made once the gate has passed)."""
     verbose: bool = False
+    elastic: ElasticRun | None = None
 
 
 def _prepare(spec: ClusterSpec, job: Job, timeline: bool, autotune: bool, verbose: bool) -> _Run:
@@ -273,7 +282,10 @@ def _prepare(spec: ClusterSpec, job: Job, timeline: bool, autotune: bool, verbos
     quiet = rank_env(job.env, verbose)
     job = job.model_copy(update={"env": {**horovod, **quiet, **job.env, **run_env}})
     wrapper = f"{run_dir}/{WRAPPER_NAME}"
-    rendered = render_job(spec, job, hostfile=f"{run_dir}/hostfile", wrapper=wrapper)
+    rendered = render_job(
+        spec, job, hostfile=f"{run_dir}/hostfile", wrapper=wrapper,
+        discovery=f"{run_dir}/{DISCOVERY_NAME}",
+    )  # fmt: skip
     names = [name for name, _ in rendered.placement]
     nodes = for_spec(spec).nodes(names)
     for name, node in nodes.items():
@@ -314,6 +326,8 @@ def _make_run_dir(run: _Run, node: Node | None = None, files: bool = True) -> bo
     first.put_file(f"{run_dir}/launch.sh", run.rendered.script.encode(), owner, 0o755)
     first.put_file(f"{run_dir}/hostfile", run.rendered.hostfile.encode(), owner)
     first.put_file(f"{run_dir}/{WRAPPER_NAME}", run.rendered.wrapper.encode(), owner, 0o755)
+    if run.elastic:
+        run.elastic.put_files(first, run.rendered)
     return True
 
 
@@ -331,6 +345,7 @@ def _attempt(run: _Run, number: int, log, per_rank, console: Console, keep: bool
             reason, code, lost = _watch(
                 stream, job, run_id, run.nodes, run.rank_nodes, log, per_rank, started, user,
                 console, None if run.verbose else BannerDedupe(len(run.rank_nodes)), keep,
+                run.elastic,
             )  # fmt: skip
     except Interrupted as exc:
         reason, code, stopped_by = "interrupted", EXIT_INTERRUPTED, exc.signal
@@ -373,7 +388,7 @@ def _detach(run: _Run, gate, skip_health: bool, console: Console, held: list) ->
 
 def _watch(
     stream, job, run_id, nodes, rank_nodes, log, per_rank, started, job_user, console, dedupe,
-    keep=False,
+    keep=False, elastic=None,
 ):  # fmt: skip
     """Stream the launcher's output until it ends, times out or loses a node.
 
@@ -409,7 +424,7 @@ def _watch(
         if now - last_watch >= WATCH_INTERVAL and not reason:
             last_watch = now
             dead = [n for n, node in nodes.items() if node.state() != "running"]
-            if dead:
+            if dead and not (elastic and elastic.tolerate(dead)):
                 lost = dead[0]
                 reason = f"node {lost} lost ({nodes[lost].state()})"
                 code = EXIT_NODE_LOST
@@ -449,11 +464,14 @@ def _console_lines(line, rank_nodes, per_rank, dedupe) -> list[str]:
     """What the console shows for one launcher line; `per_rank` gets the rank's text."""
     match = TAG_RE.match(line)
     if not match:
-        return [f"[launcher] {line}"]
+        return [f"[launcher] {escape(line)}"]  # raw text: Gloo's errors hold [/path:line]
     rank = int(match.group(2))
     text = match.group(4)
     per_rank.setdefault(rank, []).append(text)
-    prefix = f"[{rank} {rank_nodes.get(rank, '?')}]"
+    if where := announced(text):  # an elastic rank says which node it is on
+        rank_nodes[where[0]] = where[1]
+        return []
+    prefix, text = f"[{rank} {rank_nodes.get(rank, '?')}]", escape(text)
     if dedupe is None:
         return [f"{prefix} {text}"]
     return dedupe.feed(rank, prefix, text)

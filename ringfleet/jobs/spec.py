@@ -81,6 +81,15 @@ class Entry(Strict):
     """Arguments to the script; each stays one argument, spaces and quotes included."""
 
 
+class Elastic(Strict):
+    """Horovod's elastic mode: the run goes on while at least min_processes ranks are left."""
+
+    min_processes: int = Field(ge=1)
+    """Fewest ranks the run continues with after losing nodes."""
+    max_processes: int = Field(ge=1)
+    """Most ranks Horovod may run, as lost nodes heal and rejoin."""
+
+
 class JobFile(Strict):
     """The contents of one `jobs/*.yaml` file, before the cluster fills the defaults."""
 
@@ -107,6 +116,8 @@ class JobFile(Strict):
     restart_on_failure after any failure; each resumes from $RINGFLEET_CHECKPOINT_DIR."""
     restart_on_failure: bool = False
     """Restart after the job's own non-zero exit too, not only after a lost node."""
+    elastic: Elastic | None = None
+    """Horovod elastic mode (launcher horovodrun); `processes` is the starting size."""
 
 
 class Job(BaseModel):
@@ -136,6 +147,7 @@ class Job(BaseModel):
     tuning: bool
     restarts: int = 0
     restart_on_failure: bool = False
+    elastic: Elastic | None = None
 
     @property
     def remote_script(self) -> str:
@@ -178,6 +190,7 @@ def _resolve(file: JobFile, spec: ClusterSpec, path: Path, display: str, root: P
         raise RingfleetError(
             _at(display, "restart_on_failure"), "needs restarts >= 1 to restart at all", True
         )
+    _check_elastic(file, processes, display)
     return Job(
         name=file.name,
         path=path,
@@ -195,6 +208,7 @@ def _resolve(file: JobFile, spec: ClusterSpec, path: Path, display: str, root: P
         tuning=file.tuning,
         restarts=file.restarts,
         restart_on_failure=file.restart_on_failure,
+        elastic=file.elastic,
     )
 
 
@@ -278,6 +292,32 @@ def _describe(pools: list[ResolvedPool], slots_per_node: int | None) -> str:
         for p in pools
     ]
     return " + ".join(parts)
+
+
+def _check_elastic(file: JobFile, processes: int, display: str) -> None:
+    """Elastic needs Horovod's own driver, and a starting size it may shrink and grow from."""
+    elastic = file.elastic
+    if elastic is None:
+        return
+    if file.launcher != "horovodrun":
+        raise RingfleetError(
+            _at(display, "elastic"),
+            "needs launcher: horovodrun (Horovod's elastic driver; mpirun has none)",
+            file.launcher,
+        )
+    if elastic.min_processes > elastic.max_processes:
+        raise RingfleetError(
+            _at(display, "elastic.min_processes"),
+            f"must be <= elastic.max_processes ({elastic.max_processes})",
+            elastic.min_processes,
+        )
+    if not elastic.min_processes <= processes <= elastic.max_processes:
+        raise RingfleetError(
+            _at(display, "processes"),
+            f"must be within elastic [{elastic.min_processes}, {elastic.max_processes}]: "
+            "it is the starting size",
+            processes,
+        )
 
 
 def _check_env(file: JobFile, display: str) -> None:

@@ -300,6 +300,18 @@ REFUSALS = {
     "duplicate-pool": "job.pool: a pool is listed more than once (got ['cpu', 'cpu'])",
     "pool-not-a-name": "job.pool: must be a pool name or a list of pool names (got 5)",
     "missing-entry": "job.entry: required",
+    "elastic-with-mpirun": (
+        "job.elastic: needs launcher: horovodrun (Horovod's elastic driver; mpirun has none) "
+        "(got 'mpirun')"
+    ),
+    "elastic-min-above-max": (
+        "job.elastic.min_processes: must be <= elastic.max_processes (4) (got 5)"
+    ),
+    "elastic-processes-outside-range": (
+        "job.processes: must be within elastic [1, 3]: it is the starting size (got 4)"
+    ),
+    "elastic-zero-min": "job.elastic.min_processes: must be >= 1 (got 0)",
+    "elastic-missing-max": "job.elastic.max_processes: required",
     "bad-interface": "job.interface: must be a network interface name such as eth0 (got 'eth 0')",
     "tuning-not-bool": "job.tuning: must be true or false (got 'yes')",
     "args-not-strings": "job.entry.args[1]: must be a string (got 2)",

@@ -95,14 +95,30 @@ def write_old_tree(commit: str, dest: Path) -> None:
             shutil.copy(src, target)
 
 
+def old_base_jobs() -> set[str] | None:
+    """The job files every old base has; None when a base is not in this clone's history."""
+    if not all(has_commit(commit) for commit in OLD_BASES.values()):
+        return None
+    listed = [
+        git(ROOT, "ls-tree", "--name-only", f"{commit}:jobs").split()
+        for commit in OLD_BASES.values()
+    ]
+    return set.intersection(*(set(names) for names in listed))
+
+
 def write_current_tree(dest: Path) -> None:
-    """The files of PATHS as they are in the working tree."""
+    """The files of PATHS as they are in the working tree, with only the old bases' jobs:
+    a job file added since would count as a change against the old bases alone."""
     for name in PATHS:
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(src, dest / name)
+    jobs = old_base_jobs()
+    for job in (dest / "jobs").glob("*.yaml") if jobs is not None else []:
+        if job.name not in jobs:
+            job.unlink()
 
 
 def change(repo: Path) -> None:

@@ -202,7 +202,7 @@ def test_node_software_starts_with_the_roles_of_every_env(report):
 
 def test_summary_row_of_aws_dev(report):
     assert (
-        "| `aws-dev` | 1 replace, 4 add, 1 change | `big` added | 1 of 2 changed |"
+        "| `aws-dev` | 1 replace, 4 add, 1 change | `big` added | 1 of 3 changed |"
         in report.text.splitlines()
     )
 
@@ -413,7 +413,8 @@ def test_job_np_change_shows_in_the_launch_command(report):
 
 
 def test_unchanged_job_is_listed(report):
-    assert "Unchanged: `jobs/synthetic.yaml`." in section(report.text, "Jobs", "local")
+    unchanged = "Unchanged: `jobs/digits-elastic.yaml`, `jobs/synthetic.yaml`."
+    assert unchanged in section(report.text, "Jobs", "local")
 
 
 def test_job_that_cannot_run_on_an_env_says_why(report):
