@@ -24,8 +24,8 @@ Where each concern lives, in the order a cluster is made and used
     nodes/          the Node protocol the controller reaches a node through (docker.py: exec)
     jobs/           job files (spec.py), launch renders (render.py: the launch script and
                     hostfile), `ringfleet run` (run.py; attempts.py restarts it after a lost
-                    node; elastic.py keeps an elastic run's live host list) and the per-rank
-                    wrapper (rankexec.py)
+                    node; elastic.py keeps an elastic run's live host list; horovodenv.py the
+                    timeline and autotune switches) and the per-rank wrapper (rankexec.py)
     runs/           seeing a run: the record's schema (record.py), `runs ENV [RUN]` reports and
                     plots, quieter output (quiet.py), `tensorboard`, detached runs (detach.py,
                     supervise.py on the node), `logs` and `cancel` (follow.py); cli.py registers

@@ -26,6 +26,12 @@ from ringfleet.errors import RingfleetError, RuntimeFailure, one_line
 from ringfleet.health.gate import read_env_lock, run_gate, say_gate
 from ringfleet.jobs.attempts import Attempt, Policy, run_attempts
 from ringfleet.jobs.elastic import DISCOVERY_NAME, ElasticRun, announced
+from ringfleet.jobs.horovodenv import (
+    HOROVOD_AUTOTUNE_LOG,
+    HOROVOD_TIMELINE,
+    PERFETTO_URL,
+    horovod_env,
+)
 from ringfleet.jobs.render import WRAPPER_NAME, RenderedJob, render_job
 from ringfleet.jobs.spec import Job, load_job, require_script
 from ringfleet.jobs.stopping import Interrupted, raise_interrupted, route_signals
@@ -54,17 +60,6 @@ ABORT_GRACE = 20.0
 # Horovod's Gloo driver (elastic jobs) tags them `[rank]<stdout>:`.
 TAG_RE = re.compile(r"^\[(?:(\d+),)?(\d+)\]<(stdout|stderr|stddiag)>:(.*)$")
 RUNS_DIRNAME = paths.RUNS_DIRNAME
-# Horovod's own switches, set in the ranks' environment by `run --timeline/--autotune`.
-# HOROVOD_TIMELINE: rank 0 writes every tensor's negotiate/allreduce phases as Chrome
-# trace events (a JSON array) to this file, viewable in chrome://tracing or Perfetto.
-HOROVOD_TIMELINE = "HOROVOD_TIMELINE"
-# HOROVOD_AUTOTUNE=1 searches fusion threshold, cycle time and response cache while the
-# job trains; HOROVOD_AUTOTUNE_LOG gets one CSV line per tried setting and its score.
-HOROVOD_AUTOTUNE = "HOROVOD_AUTOTUNE"
-HOROVOD_AUTOTUNE_LOG = "HOROVOD_AUTOTUNE_LOG"
-TIMELINE_FILENAME = "timeline.json"
-AUTOTUNE_LOG_FILENAME = "autotune.csv"
-PERFETTO_URL = "https://ui.perfetto.dev"
 # Every attempt of a run sees one checkpoint directory, in the run's record on shared storage.
 CHECKPOINT_ENV = "RINGFLEET_CHECKPOINT_DIR"
 CHECKPOINT_DIRNAME = "checkpoints"
@@ -107,17 +102,6 @@ def kill_run_processes(node: Node, run_id: str, user: str) -> None:
     )
     if node.state() == "running":
         node.run(["/bin/sh", "-c", script], user=user, check=False)
-
-
-def horovod_env(run_dir: str, timeline: bool, autotune: bool) -> dict[str, str]:
-    """Horovod's timeline and autotuning switches, writing into the run's record."""
-    env: dict[str, str] = {}
-    if timeline:
-        env[HOROVOD_TIMELINE] = f"{run_dir}/{TIMELINE_FILENAME}"
-    if autotune:
-        env[HOROVOD_AUTOTUNE] = "1"
-        env[HOROVOD_AUTOTUNE_LOG] = f"{run_dir}/{AUTOTUNE_LOG_FILENAME}"
-    return env
 
 
 def run_job(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ringfleet.jobs.run import horovod_env
+from ringfleet.jobs.horovodenv import horovod_env
 
 RUN_DIR = "/shared/runs/job-20260101T000000Z-abcdef"
 
