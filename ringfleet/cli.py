@@ -19,6 +19,7 @@ from ringfleet.health.commands import (
     register,
 )
 from ringfleet.runs.cli import register as register_run_views
+from ringfleet.slurm.queue import register as register_queue
 from ringfleet.spec import load_spec, project_root
 
 app = typer.Typer(
@@ -448,6 +449,7 @@ def verify_nodes(
 
 
 register_run_views(app, console)
+register_queue(app, console)
 register(app, console)
 
 

@@ -43,6 +43,7 @@ COMPONENTS = (
     ("mkl", "ringfleet_nodes"),
     ("nvidia", "nvidia_gpu"),
     ("horovod", "ringfleet_nodes"),
+    ("slurm", "slurm_nodes"),
 )
 ROLES = tuple(name for name, _ in COMPONENTS)
 # Roles the components include, not applied by site.yml on their own.
