@@ -12,7 +12,7 @@ import json
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from rich.console import Console
@@ -81,7 +81,6 @@ class SlurmOutcome:
     latency: float | None = None
     """Seconds from submission to start, as sacct's Submit and Start say."""
     stopped_by: str | None = None
-    lines: list[str] = field(default_factory=list)
 
 
 def sbatch_argv(run_dir: str, partition: str) -> list[str]:
@@ -187,7 +186,6 @@ class OutputTail:
 
 
 def follow(
-    spec: ClusterSpec,
     run,
     nodes: dict[str, Node],
     controller: Node,
@@ -311,7 +309,7 @@ def run_through_slurm(
     if detach:
         outcome = SlurmOutcome(job_id, 0, "detached", 0.0)
     else:
-        outcome = follow(spec, run, run.nodes, controller, job_id, on_line, console)
+        outcome = follow(run, run.nodes, controller, job_id, on_line, console)
         for text in dedupe.flush(everything=True) if dedupe else []:
             console.print(text, highlight=False)
     status = status_record(run, outcome, started_at, log)
