@@ -242,6 +242,7 @@ BAD_INPUT = (
     ("horovod", "horovod_version", "0.27.0"),
     ("nfs_server", "nfs_server_implementation", "samba"),
     ("nfs_client", "nfs_client_storage_kind", "s3"),
+    ("slurm", "slurm_proctrack_type", "proctrack/none"),
 )
 
 
