@@ -30,6 +30,8 @@ Where each concern lives, in the order a cluster is made and used
                     plots, quieter output (quiet.py), `tensorboard`, detached runs (detach.py,
                     supervise.py on the node), `logs` and `cancel` (follow.py); cli.py registers
                     these commands
+    slurm/          clusters with `scheduler: slurm`: `run` through sbatch, followed by sacct
+                    (submit.py), and `ringfleet queue` (queue.py)
     health/         the gate every placed node passes before ranks start (gate.py), and
                     `ringfleet check` (commands.py)
     checks/         `verify` (testinfra suite in suite/, drift), `lock`, the performance gate

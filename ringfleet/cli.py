@@ -20,6 +20,7 @@ from ringfleet.health.commands import (
 )
 from ringfleet.images.cli import register as register_images
 from ringfleet.runs.cli import register as register_run_views
+from ringfleet.slurm.queue import register as register_queue
 from ringfleet.spec import load_spec, project_root
 
 app = typer.Typer(
@@ -449,6 +450,7 @@ def verify_nodes(
 
 
 register_run_views(app, console)
+register_queue(app, console)
 register(app, console)
 register_images(app, console)
 

@@ -96,6 +96,11 @@ def controller_known_hosts_path(root: Path, env: str) -> Path:
     return ssh_dir(root, env) / KNOWN_HOSTS_NAME
 
 
+def munge_key_path(root: Path, env: str) -> Path:
+    """The cluster's munge key (Slurm's authentication), made once by ringfleet."""
+    return env_state_dir(root, env) / "munge.key"
+
+
 def stack_key_path(root: Path, env: str) -> Path:
     """The aws stack's login key, from its secret output."""
     return ssh_dir(root, env) / STACK_KEY_NAME

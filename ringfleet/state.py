@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from pathlib import Path
@@ -134,8 +135,24 @@ def write_stack_key(root: Path, env: str, pem: str) -> Path:
     return write_atomic(path, data, mode=0o600)
 
 
-def converge_vars(root: Path, env: str) -> dict[str, Any]:
-    """Controller-side paths the roles need; passed as extra vars, not stored in inventory."""
+# Random bytes of a cluster's munge key; base64 text so the converge's fingerprint can read it.
+MUNGE_KEY_BYTES = 1024
+
+
+def munge_key(root: Path, env: str) -> Path:
+    """The cluster's munge key, made once: `.ringfleet/<env>/munge.key`, 0600, never in the repo."""
+    state_dir(root, env)
+    path = paths.munge_key_path(root, env)
+    if not path.exists():
+        write_atomic(path, base64.b64encode(os.urandom(MUNGE_KEY_BYTES)) + b"\n", mode=0o600)
+    return check_private_key(path, _rel(root, path))
+
+
+def converge_vars(root: Path, env: str, slurm: bool = False) -> dict[str, Any]:
+    """Controller-side paths the roles need; passed as extra vars, not stored in inventory.
+
+    `slurm`: the cluster runs Slurm, whose role needs the cluster's munge key.
+    """
     private, public = cluster_keypair(root, env)
     bundles = [str(HOST_CA_BUNDLE)] if HOST_CA_BUNDLE.is_file() else []
     values: dict[str, Any] = {
@@ -143,6 +160,8 @@ def converge_vars(root: Path, env: str) -> dict[str, Any]:
         "ringfleet_ssh_public_key_file": str(public),
         "ringfleet_ca_bundles": bundles,
     }
+    if slurm:
+        values["ringfleet_munge_key_file"] = str(munge_key(root, env))
     stack_key = stack_key_path(root, env)
     if stack_key.is_file():
         # aws nodes admit the login key their stack generated, not the cluster key.

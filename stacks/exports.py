@@ -40,7 +40,8 @@ def stack_outputs(spec: ClusterSpec, made: Made) -> dict[str, Any]:
         addresses=pulumi.Output.from_input(made.addresses),
         server=pulumi.Output.from_input(made.storage_server),
     ).apply(lambda v: _with_server(out.static_outputs(spec, v["addresses"]), v["server"]))
-    result: dict[str, Any] = {key: whole.apply(lambda d, k=key: d[k]) for key in out.REQUIRED_KEYS}
+    keys = out.REQUIRED_KEYS + ((out.OUT_SCHEDULER,) if spec.slurm_controller else ())
+    result: dict[str, Any] = {key: whole.apply(lambda d, k=key: d[k]) for key in keys}
     if made.private_key is not None:
         result[out.OUT_SSH_PRIVATE_KEY] = pulumi.Output.secret(made.private_key)
     return result

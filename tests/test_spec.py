@@ -88,6 +88,12 @@ BROKEN = {
     "provider docker (got 'ops')",
     "aws-key-file": "Pulumi.aws-key-file.yaml: cluster.ssh.key_file: not used by provider aws "
     "(got '~/.ssh/id_ed25519')",
+    "slurm-bad-controller": "Pulumi.slurm-bad-controller.yaml: cluster.slurm.controller: no such "
+    "node (nodes: rf-bad-cpu-1, rf-bad-cpu-2) (got 'rf-bad-cpu-9')",
+    "slurm-without-scheduler": "Pulumi.slurm-without-scheduler.yaml: cluster.slurm: only with "
+    "cluster.scheduler: slurm (got 'none')",
+    "slurm-bad-scheduler": "Pulumi.slurm-bad-scheduler.yaml: cluster.scheduler: must be one of "
+    "'none' or 'slurm' (got 'pbs')",
     "missing-file": "Pulumi.missing-file.yaml: no such file (env 'missing-file'; known envs: "
     + ", ".join(sorted(p.name[7:-5] for p in CORPUS.glob("Pulumi.*.yaml")))
     + ")",

@@ -24,6 +24,8 @@ CPU_GROUP = "cpu_nodes"
 GPU_GROUP = "gpu_nodes"
 NFS_SERVER_GROUP = "nfs_server"
 ALL_NODES_GROUP = "ringfleet_nodes"
+# Every node of a cluster with `scheduler: slurm`; the slurm role's play targets it.
+SLURM_GROUP = "slurm_nodes"
 
 
 def pool_group(pool: str) -> str:
@@ -136,6 +138,7 @@ def render_inventory(
         _optional(storage, key, f"{where}: {out.OUT_STORAGE}", str)
     _optional(network, "interface", f"{where}: {out.OUT_NETWORK}", str)
     _optional(network, "subnet", f"{where}: {out.OUT_NETWORK}", str)
+    scheduler = _scheduler(data, where, pools)
 
     children: dict[str, Any] = {}
     cpu_groups: dict[str, Any] = {}
@@ -179,6 +182,7 @@ def render_inventory(
                 "ringfleet_pool_slots": pool["slots"],
                 "ringfleet_pool_cores": pool.get("cores"),
                 "ringfleet_threads_per_rank": pool.get("threadsPerRank", 1),
+                **_pool_memory(scheduler, name),
             },
         }
         if accelerator:
@@ -193,6 +197,13 @@ def render_inventory(
     children[NVIDIA_GROUP] = {"children": nvidia_groups}
     children[NFS_SERVER_GROUP] = {"hosts": nfs_hosts}
     children[ALL_NODES_GROUP] = {"children": {pool_group(n): {} for n in sorted(pools)}}
+    slurm_vars = {}
+    if scheduler:
+        children[SLURM_GROUP] = {"children": {pool_group(n): {} for n in sorted(pools)}}
+        slurm_vars = {
+            "ringfleet_scheduler": "slurm",
+            "ringfleet_slurm_controller": scheduler["controller"],
+        }
     return {
         "all": {
             "vars": {
@@ -208,10 +219,35 @@ def render_inventory(
                 "ringfleet_ssh_user": data[out.OUT_SSH_USER],
                 "ringfleet_ssh_port": data[out.OUT_SSH_PORT],
                 "ansible_python_interpreter": "/usr/bin/python3",
+                **slurm_vars,
             },
             "children": children,
         }
     }
+
+
+def _scheduler(data: dict[str, Any], where: str, pools: dict[str, Any]) -> dict[str, Any] | None:
+    """The `scheduler` output (only with `scheduler: slurm`), checked; None without one."""
+    at = f"{where}: {out.OUT_SCHEDULER}"
+    scheduler = _optional(data, out.OUT_SCHEDULER, where, dict)
+    if scheduler is None:
+        return None
+    if scheduler.get("kind") != "slurm":
+        raise RingfleetError(f"{at}.kind", "must be slurm", scheduler.get("kind"), show_got=True)
+    controller = _need(scheduler, "controller", at, str)
+    names = {
+        n.get("name") for p in pools.values() if isinstance(p, dict)
+        for n in p.get("nodes") or [] if isinstance(n, dict)
+    }  # fmt: skip
+    if controller not in names:
+        raise RingfleetError(f"{at}.controller", "not a node of any pool", controller)
+    _need(scheduler, "memoryMb", at, dict)
+    return scheduler
+
+
+def _pool_memory(scheduler: dict[str, Any] | None, pool: str) -> dict[str, Any]:
+    """With Slurm, the memory the spec gives a pool's nodes (MiB; None: as the node reports)."""
+    return {"ringfleet_pool_memory_mb": scheduler["memoryMb"].get(pool)} if scheduler else {}
 
 
 def _by_subnet(network: dict[str, Any]) -> dict[str, Any]:

@@ -146,6 +146,18 @@ def run_job(
     log: list[str] = []
     per_rank: dict[int, list[str]] = {}
 
+    if spec.slurm_controller:  # Slurm places, starts and ends the ranks: ringfleet.slurm.submit
+        from ringfleet.slurm.submit import run_through_slurm
+
+        dedupe = None if verbose else BannerDedupe(len(run.rank_nodes))
+        _make_run_dir(run)
+        done = run_through_slurm(
+            spec, run, provider.nodes([spec.slurm_controller])[spec.slurm_controller], log,
+            lambda line: _console_lines(line, run.rank_nodes, per_rank, dedupe), per_rank,
+            dedupe, console, detach, policy.restarts,
+        )  # fmt: skip
+        return RunResult(run.run_id, run.run_dir, done.exit_code, done.reason, done.seconds,
+                         done.lost_node)  # fmt: skip
     held: list = []  # a detached run's failed gate report, for the record below
 
     def gate():

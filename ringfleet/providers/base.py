@@ -217,7 +217,7 @@ class ProviderBase:
             made.values,
             where=self.spec.display,
             converge=options.converge,
-            extravars=lambda: converge_vars(root, env),
+            extravars=lambda: converge_vars(root, env, self.spec.slurm_controller is not None),
             label=f"converge {env}",
             console=options.console,
             on_written=written,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ringfleet.spec import ClusterSpec, ResolvedPool
+from ringfleet.spec import ClusterSpec, ResolvedPool, size_bytes
 
 OUT_CLUSTER = "cluster"
 OUT_ENV = "env"
@@ -19,6 +19,8 @@ OUT_SSH_PORT = "sshPort"
 OUT_SSH_PRIVATE_KEY = "sshPrivateKey"
 OUT_STORAGE = "sharedStorage"
 OUT_NETWORK = "network"
+# Only with `cluster.scheduler: slurm`: the controller and each pool's memory for slurm.conf.
+OUT_SCHEDULER = "scheduler"
 
 REQUIRED_KEYS = (
     OUT_CLUSTER,
@@ -84,7 +86,7 @@ def static_outputs(spec: ClusterSpec, addresses: dict[str, dict[str, str]] | Non
                 entry["instanceId"] = extra["instanceId"]
             nodes.append(entry)
         pools[pool.name] = pool_output(pool, nodes)
-    return {
+    result = {
         OUT_CLUSTER: c.name,
         OUT_ENV: spec.env,
         OUT_PROVIDER: c.provider,
@@ -104,3 +106,16 @@ def static_outputs(spec: ClusterSpec, addresses: dict[str, dict[str, str]] | Non
             "interface": spec.interface or "",
         },
     }
+    if spec.slurm_controller:
+        result[OUT_SCHEDULER] = scheduler_output(spec)
+    return result
+
+
+def scheduler_output(spec: ClusterSpec) -> dict[str, Any]:
+    """Slurm's controller, and per pool the memory the spec gives a node (MiB; None: the
+    node's own): a container reports the host's memory, so slurm.conf takes the spec's."""
+    memory = {
+        pool.name: size_bytes(pool.pool.memory) // 2**20 if pool.pool.memory else None
+        for pool in spec.pools.values()
+    }
+    return {"kind": "slurm", "controller": spec.slurm_controller, "memoryMb": memory}

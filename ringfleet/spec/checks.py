@@ -13,7 +13,7 @@ from ringfleet import compat
 from ringfleet.errors import RingfleetError
 from ringfleet.providers import rules_for
 from ringfleet.spec.model import Cluster
-from ringfleet.spec.resolved import resolve_pool, software_for
+from ringfleet.spec.resolved import default_controller, resolve_pool, software_for
 
 # Linux interface names are at most 15 characters (IFNAMSIZ minus the NUL).
 INTERFACE_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,15}")
@@ -93,6 +93,32 @@ def check_cluster(cluster: Cluster, display: str) -> None:
         raise RingfleetError(
             where(display, "cluster.pools"),
             "zero total slots: no pool has a node with a slot, so no job could run",
+        )
+    _check_scheduler(cluster, display, list(names))
+
+
+def _check_scheduler(cluster: Cluster, display: str, nodes: list[str]) -> None:
+    """`cluster.slurm` only with `scheduler: slurm`; its controller must be a node of the spec."""
+    if cluster.scheduler != "slurm":
+        if cluster.slurm is not None:
+            raise RingfleetError(
+                where(display, "cluster.slurm"),
+                "only with cluster.scheduler: slurm",
+                cluster.scheduler,
+            )
+        return
+    controller = cluster.slurm.controller if cluster.slurm else None
+    if controller is not None and controller not in nodes:
+        raise RingfleetError(
+            where(display, "cluster.slurm.controller"),
+            f"no such node (nodes: {', '.join(nodes)})",
+            controller,
+        )
+    if controller is None and default_controller(cluster) is None:
+        raise RingfleetError(
+            where(display, "cluster.scheduler"),
+            "needs a controller: no CPU pool has a node; name one in cluster.slurm.controller",
+            cluster.scheduler,
         )
 
 
@@ -178,5 +204,3 @@ def is_host(value: str) -> bool:
     except ValueError:
         return HOSTNAME_PATTERN.fullmatch(value) is not None
     return True
-
-

@@ -137,6 +137,14 @@ class Network(Strict):
     """Allow an admin_cidr wider than /16 (IPv4) or /48 (IPv6) to reach SSH."""
 
 
+class Slurm(Strict):
+    """Where Slurm's control daemons run; partitions are derived, one per pool."""
+
+    controller: Name | None = None
+    """The node running slurmctld, slurmdbd and MariaDB; default the first node of the
+    first CPU pool that has nodes."""
+
+
 class Cluster(Strict):
     name: Name
     provider: Literal["docker", "aws", "static"]
@@ -147,5 +155,9 @@ class Cluster(Strict):
     ssh: Ssh = Field(default_factory=Ssh)
     network: Network = Field(default_factory=Network)
     software: Software = Field(default_factory=Software)
+    scheduler: Literal["none", "slurm"] = "none"
+    """`slurm`: `up` installs Slurm (roles/slurm) and `run` submits through sbatch."""
+    slurm: Slurm | None = None
+    """Slurm's settings; only with `scheduler: slurm`."""
 
 

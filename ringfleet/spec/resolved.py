@@ -79,6 +79,15 @@ class ClusterSpec:
         (both accept a CIDR and match it against each host's addresses)."""
         return self.interface or self.cluster.network.subnet
 
+    @property
+    def slurm_controller(self) -> str | None:
+        """The node running Slurm's controller, or None without `scheduler: slurm`."""
+        if self.cluster.scheduler != "slurm":
+            return None
+        if self.cluster.slurm and self.cluster.slurm.controller:
+            return self.cluster.slurm.controller
+        return default_controller(self.cluster)
+
     @cached_property
     def spec_hash(self) -> str:
         """A short digest of the normalised spec, for labels and change detection."""
@@ -104,3 +113,13 @@ def resolve_pool(cluster: Cluster, index: int, pool: Pool) -> ResolvedPool:
     cores = provider.pool_cores(pool)
     slots = pool.accelerator.count if pool.accelerator else cores // pool.threads_per_rank
     return ResolvedPool(pool, cores, slots, profile, gpu, provider.pool_nodes(cluster, pool))
+
+
+def default_controller(cluster: Cluster) -> str | None:
+    """The first node of the first CPU pool that has nodes: Slurm's default controller."""
+    for i, pool in enumerate(cluster.pools):
+        if pool.accelerator is None:
+            nodes = resolve_pool(cluster, i, pool).nodes
+            if nodes:
+                return nodes[0].name
+    return None

@@ -43,6 +43,7 @@ COMPONENTS = (
     ("mkl", "ringfleet_nodes"),
     ("nvidia", "nvidia_gpu"),
     ("horovod", "ringfleet_nodes"),
+    ("slurm", "slurm_nodes"),
 )
 ROLES = tuple(name for name, _ in COMPONENTS)
 # Roles the components include, not applied by site.yml on their own.
@@ -241,6 +242,7 @@ BAD_INPUT = (
     ("horovod", "horovod_version", "0.27.0"),
     ("nfs_server", "nfs_server_implementation", "samba"),
     ("nfs_client", "nfs_client_storage_kind", "s3"),
+    ("slurm", "slurm_proctrack_type", "proctrack/none"),
 )
 
 

@@ -251,7 +251,12 @@ def up(
     )
     # Every local node is made from its pool's baked image: the converge checks it is.
     extravars = (
-        {**converge_vars(root, spec.env), "ringfleet_node_images": images} if converging else {}
+        {
+            **converge_vars(root, spec.env, slurm=spec.slurm_controller is not None),
+            "ringfleet_node_images": images,
+        }
+        if converging
+        else {}
     )
 
     def plan(inventory: dict) -> ConvergePlan | None:

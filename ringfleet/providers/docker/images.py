@@ -116,7 +116,7 @@ def bake_image(client, spec: ClusterSpec, pool: ResolvedPool, root: Path, tag: s
     from ringfleet.converge.apply import apply
     from ringfleet.errors import RuntimeFailure
     from ringfleet.images.record import lock_digest, make_record, read_versions, write_record
-    from ringfleet.providers.outputs import OUT_POOLS, static_outputs
+    from ringfleet.providers.outputs import OUT_POOLS, OUT_SCHEDULER, static_outputs
     from ringfleet.state import bake_state_dir, converge_vars
 
     name = "ringfleet-bake-" + tag.rsplit("-", 1)[-1][:12]
@@ -136,6 +136,8 @@ def bake_image(client, spec: ClusterSpec, pool: ResolvedPool, root: Path, tag: s
         only = outputs[OUT_POOLS][pool.name]
         only["nodes"] = [{"name": name, "privateIp": None, "publicIp": None}]
         outputs[OUT_POOLS] = {pool.name: only}
+        # Slurm is the node part only (roles/slurm/README.md): one image serves every cluster.
+        outputs.pop(OUT_SCHEDULER, None)
         bake_dir = bake_state_dir(root, spec.env, pool.name)
         apply(
             root,

@@ -1,0 +1,1 @@
+"""Slurm as a cluster's scheduler (`scheduler: slurm`): submission, and the queue."""
