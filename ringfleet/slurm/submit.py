@@ -33,6 +33,8 @@ POLL_INTERVAL = 1.0
 SACCT_GRACE = 30.0
 # After scancel, how long the job may take to be CANCELLED in sacct before we stop waiting.
 CANCEL_GRACE = 20.0
+# After a failed job, how long a node's loss may take to show in its state or in sinfo.
+LOSS_GRACE = 5.0
 EXIT_TIMEOUT = 124
 EXIT_NODE_FAIL = 125
 EXIT_INTERRUPTED = 130
@@ -246,15 +248,23 @@ def _wait_done(controller: Node, job_id: str, grace: float) -> SlurmState | None
 
 
 def _lost_node(controller: Node, nodes: dict[str, Node], state: SlurmState) -> str | None:
-    """The job's node Slurm marks DOWN, else one of its nodes that is not running."""
+    """The job's node Slurm marks DOWN, else one of its nodes that is not running.
+
+    Asked again for LOSS_GRACE s: mpirun can end within a second of a node's loss, before
+    the node's state shows it (measured in CI: a run ended 2.5 s after the kill, exit 77).
+    """
     code, listed = controller.run(["scontrol", "show", "hostnames", state.nodes], check=False)
     job_nodes = listed.split() if code == 0 else list(nodes)
-    code, down = controller.run(SINFO_DOWN, check=False)
-    down_nodes = set(down.split()) if code == 0 else set()
-    for name in job_nodes:
-        if name in down_nodes or (name in nodes and nodes[name].state() != RUNNING):
-            return name
-    return None
+    deadline = time.monotonic() + LOSS_GRACE
+    while True:
+        code, down = controller.run(SINFO_DOWN, check=False)
+        down_nodes = set(down.split()) if code == 0 else set()
+        for name in job_nodes:
+            if name in down_nodes or (name in nodes and nodes[name].state() != RUNNING):
+                return name
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(POLL_INTERVAL)
 
 
 def status_record(run, outcome: SlurmOutcome, started_at: str, log: list[str]) -> dict:
