@@ -35,7 +35,7 @@ from ringfleet.jobs.horovodenv import (
 from ringfleet.jobs.render import WRAPPER_NAME, RenderedJob, render_job
 from ringfleet.jobs.spec import Job, load_job, require_script
 from ringfleet.jobs.stopping import Interrupted, raise_interrupted, route_signals
-from ringfleet.nodes import RUNNING, Node, user_ids
+from ringfleet.nodes import RUNNING, Node, lost_node, user_ids
 from ringfleet.providers import for_spec
 from ringfleet.runs.quiet import BannerDedupe, rank_env
 from ringfleet.runs.record import RECORD_VERSION, rank_exits
@@ -409,7 +409,7 @@ def _watch(
                 # The launch script's own `timeout` fired first (it guards against a lost
                 # controller too); report it as the timeout it is.
                 reason = f"timeout after {job.timeout_seconds} s"
-            elif code != 0 and (lost := _lost_node(nodes)):
+            elif code != 0 and (lost := lost_node(nodes, LOSS_GRACE, WATCH_INTERVAL / 2)):
                 # mpirun ends as soon as it loses a node's daemon, often before the watch
                 # below sees the node gone: the loss, not the exit code, is the cause.
                 reason, code = f"node {lost} lost ({nodes[lost].state()})", EXIT_NODE_LOST
@@ -434,16 +434,6 @@ def _watch(
                         kill_run_processes(node, run_id, job_user)
                 _drain(stream, ABORT_GRACE)
                 return reason, code, lost
-
-
-def _lost_node(nodes: dict[str, Node]) -> str | None:
-    """The first node not running, asked again for LOSS_GRACE s (a kill takes a moment)."""
-    deadline = time.monotonic() + LOSS_GRACE
-    while True:
-        dead = [n for n, node in nodes.items() if node.state() != RUNNING]
-        if dead or time.monotonic() >= deadline:
-            return dead[0] if dead else None
-        time.sleep(WATCH_INTERVAL / 2)
 
 
 def _stop_ranks(node: Node, run_id: str, user: str, console: Console) -> None:

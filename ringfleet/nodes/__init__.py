@@ -8,7 +8,8 @@ env gets is the provider's choice (`ringfleet.providers`), never the caller's.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol, runtime_checkable
 
 RUNNING = "running"
@@ -69,3 +70,27 @@ def user_ids(node: Node, user: str) -> tuple[int, int]:
     """`user`'s uid and gid on `node`: the owner of files put on shared storage for it."""
     uid, gid = (int(node.output(["id", flag, user]).strip()) for flag in ("-u", "-g"))
     return uid, gid
+
+
+def lost_node(
+    nodes: Mapping[str, Node],
+    grace: float,
+    interval: float,
+    names: list[str] | None = None,
+    down: Callable[[], set[str]] = set,
+) -> str | None:
+    """The first of `names` (default: all of `nodes`) not running, or named by `down()`.
+
+    Asked again until `grace` s have passed: a launcher can end within a second of a node's
+    loss, before the node's state shows it.
+    """
+    names = list(nodes) if names is None else names
+    deadline = time.monotonic() + grace
+    while True:
+        gone = down()
+        for name in names:
+            if name in gone or (name in nodes and nodes[name].state() != RUNNING):
+                return name
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(interval)

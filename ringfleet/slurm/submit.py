@@ -21,7 +21,7 @@ from rich.markup import escape
 from ringfleet.errors import RingfleetError, RuntimeFailure
 from ringfleet.jobs.attempts import Attempt
 from ringfleet.jobs.stopping import Interrupted, raise_interrupted, route_signals
-from ringfleet.nodes import RUNNING, Node
+from ringfleet.nodes import Node, lost_node
 from ringfleet.runs.record import RECORD_VERSION, rank_exits
 from ringfleet.spec import ClusterSpec
 
@@ -250,21 +250,17 @@ def _wait_done(controller: Node, job_id: str, grace: float) -> SlurmState | None
 def _lost_node(controller: Node, nodes: dict[str, Node], state: SlurmState) -> str | None:
     """The job's node Slurm marks DOWN, else one of its nodes that is not running.
 
-    Asked again for LOSS_GRACE s: mpirun can end within a second of a node's loss, before
-    the node's state shows it (measured in CI: a run ended 2.5 s after the kill, exit 77).
+    Asked again for LOSS_GRACE s (measured in CI: mpirun ended 2.5 s after a kill, before
+    the node's state showed it, and the run exited 77 instead of 125).
     """
     code, listed = controller.run(["scontrol", "show", "hostnames", state.nodes], check=False)
     job_nodes = listed.split() if code == 0 else list(nodes)
-    deadline = time.monotonic() + LOSS_GRACE
-    while True:
-        code, down = controller.run(SINFO_DOWN, check=False)
-        down_nodes = set(down.split()) if code == 0 else set()
-        for name in job_nodes:
-            if name in down_nodes or (name in nodes and nodes[name].state() != RUNNING):
-                return name
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(POLL_INTERVAL)
+
+    def down() -> set[str]:
+        code, text = controller.run(SINFO_DOWN, check=False)
+        return set(text.split()) if code == 0 else set()
+
+    return lost_node(nodes, LOSS_GRACE, POLL_INTERVAL, job_nodes, down)
 
 
 def status_record(run, outcome: SlurmOutcome, started_at: str, log: list[str]) -> dict:
