@@ -228,8 +228,10 @@ def follow(
     if stopped_by:
         return SlurmOutcome(job_id, EXIT_INTERRUPTED, "interrupted", seconds, stopped_by=stopped_by)
     code, reason = outcome_of(state, run.job.timeout_seconds)
-    # mpirun may end on its own when it loses a node's daemon, before Slurm calls the node
-    # DOWN: as in a direct run, the lost node, not the exit code, is the cause.
+    # The sbatch render waits for Slurm to call a lost node DOWN (NODE_FAIL, templates/
+    # sbatch.j2), but a job may still end FAILED first (a node that answers its slurmd port
+    # yet lost its ranks, a hand-written script): as in a direct run, the lost node, not
+    # the exit code, is the cause.
     lost = _lost_node(controller, nodes, state) if code not in (0, EXIT_TIMEOUT) else None
     if lost:
         code, reason = EXIT_NODE_FAIL, f"node {lost} lost (sacct {state.state})"
