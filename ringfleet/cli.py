@@ -157,6 +157,12 @@ def up(
     with _env_lock(env, lock_timeout):
         console.print(f"up {env}: cluster {spec.cluster.name} ({provider.name})")
         provider.up(project_root(), options)
+        if spec.slurm_controller and options.converge and not check:
+            from ringfleet.slurm.service import release_held_nodes
+
+            controller = provider.nodes([spec.slurm_controller])[spec.slurm_controller]
+            for name in release_held_nodes(controller):
+                _say(f"up {env}: slurm node {name} was held by a job it lost; back in service")
 
 
 @app.command()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import stat
+from datetime import datetime
 
 import pytest
 
 from ringfleet.converge.inventory import SLURM_GROUP, render_inventory
 from ringfleet.errors import RingfleetError, RuntimeFailure
 from ringfleet.providers.outputs import OUT_SCHEDULER, static_outputs
+from ringfleet.slurm.service import held_by_ended_jobs, release_held_nodes, slurmd_started
 from ringfleet.slurm.submit import (
     EXIT_INTERRUPTED,
     EXIT_NODE_FAIL,
@@ -118,3 +120,56 @@ def test_munge_key_is_made_once_and_private(tmp_path):
     assert (munge_key(tmp_path, "slurm").read_bytes(), stat.S_IMODE(first.stat().st_mode)) == (
         text, 0o600,
     )  # fmt: skip
+
+
+# --- nodes a lost job still holds after up ----------------------------------------------
+
+
+NODE_LINE = "NodeName=n-2 Arch=x86_64 SlurmdStartTime=2026-12-02T20:30:05 State=IDLE+COMPLETING"
+
+
+def test_slurmd_start_time_is_read_from_the_node_line():
+    assert slurmd_started(NODE_LINE) == datetime(2026, 12, 2, 20, 30, 5)
+
+
+@pytest.mark.parametrize(
+    ("ends", "held"),
+    [
+        (["2026-12-02T20:29:00"], True),
+        (["2026-12-02T20:29:00", "2026-12-02T20:31:00"], False),
+        (["2026-12-02T20:31:00"], False),
+        ([], False),
+        (["Unknown"], False),
+    ],
+)
+def test_only_jobs_ended_before_slurmd_started_hold_a_node(ends, held):
+    assert held_by_ended_jobs(slurmd_started(NODE_LINE), ends) is held
+
+
+class FakeController:
+    """A controller whose sinfo, scontrol and squeue answer from a script."""
+
+    name = "n-1"
+
+    def __init__(self, answers: dict[str, str]):
+        self.answers, self.calls = answers, []
+
+    def run(self, argv, user="root", check=True):
+        self.calls.append(argv)
+        return 0, self.answers.get(argv[0] + " " + argv[1], "")
+
+
+def test_a_node_held_by_a_job_it_lost_is_set_down_then_resumed():
+    fake = FakeController({
+        "sinfo -h": "n-2\n", "scontrol show": NODE_LINE, "squeue -h": "2026-12-02T20:29:00\n",
+    })  # fmt: skip
+    assert release_held_nodes(fake) == ["n-2"] and [c[3] for c in fake.calls[-2:]] == [
+        "state=down", "state=resume",
+    ]  # fmt: skip
+
+
+def test_a_node_whose_slurmd_kept_running_is_left_alone():
+    fake = FakeController({
+        "sinfo -h": "n-2\n", "scontrol show": NODE_LINE, "squeue -h": "2026-12-02T20:31:00\n",
+    })  # fmt: skip
+    assert release_held_nodes(fake) == [] and not [c for c in fake.calls if c[1] == "update"]
