@@ -209,7 +209,10 @@ def lost_node_run(slurm_cluster, project, request):
     out = finish(proc, lines, 300)
     report(request, f"slurm: node killed -> run ended in {time.monotonic() - killed:.0f} s")
     code = proc.returncode
+    started = time.monotonic()
     healed = run_cli("up", ENV, root=project, timeout=1800)
+    healing = time.monotonic() - started
+    report(request, f"slurm: healing up: exit {healed.returncode} in {healing:.0f} s")
     return code, out, healed
 
 
@@ -223,27 +226,19 @@ def test_lost_node_is_named(lost_node_run):
     assert f"node {VICTIM} lost" in out, out[-3000:]
 
 
-@pytest.mark.xfail(
-    reason="measured 2026-12-02: mpirun ends 3 s after the kill (its daemon's link drops), "
-    "before SlurmdTimeout, so sacct says FAILED; run still exits 125 naming the node",
-    strict=False,
-)
 def test_lost_node_job_is_node_fail_in_sacct(slurm_cluster, lost_node_run):
     assert sacct_state(slurm_cluster, job_id_of(lost_node_run[1])) == "NODE_FAIL"
 
 
-@pytest.mark.xfail(
-    reason="measured 2026-12-02: idle within 44 s of the healing up in 2 of 3 runs; in one, "
-    "still 'completing' after 60 s (the failed job's step on the killed slurmd)",
-    strict=False,
-)
-def test_lost_node_is_back_idle_after_up(slurm_cluster, lost_node_run):
+def test_lost_node_is_back_idle_after_up(slurm_cluster, lost_node_run, request):
     _, _, healed = lost_node_run
     assert healed.returncode == 0, healed.stderr[-3000:]
-    deadline = time.monotonic() + 60
+    waited = time.monotonic()
+    deadline = waited + 60
     while True:
         code, out = on_controller(slurm_cluster, ["sinfo", "-h", "-N", "-n", VICTIM, "-o", "%T"])
         if out.strip() == "idle" or time.monotonic() > deadline:
             break
         time.sleep(2)
+    report(request, f"slurm: healed node {out.strip()} {time.monotonic() - waited:.0f} s after up")
     assert out.strip() == "idle", out
