@@ -397,9 +397,10 @@ def _watch(
     while True:
         new = list(stream.read(seen, WATCH_INTERVAL))
         seen += len(new)
+        announce = elastic.rank_started if elastic else None
         for line in new:
             log.append(line)
-            for text in _console_lines(line, rank_nodes, per_rank, dedupe):
+            for text in _console_lines(line, rank_nodes, per_rank, dedupe, announce):
                 console.print(text, highlight=False)
         for text in dedupe.flush(everything=stream.done) if dedupe else []:
             console.print(text, highlight=False)
@@ -446,8 +447,9 @@ def _stop_ranks(node: Node, run_id: str, user: str, console: Console) -> None:
         )
 
 
-def _console_lines(line, rank_nodes, per_rank, dedupe) -> list[str]:
-    """What the console shows for one launcher line; `per_rank` gets the rank's text."""
+def _console_lines(line, rank_nodes, per_rank, dedupe, on_announce=None) -> list[str]:
+    """What the console shows for one launcher line; `per_rank` gets the rank's text,
+    `on_announce(rank, node)` each rank's announcement (elastic runs)."""
     match = TAG_RE.match(line)
     if not match:
         return [f"[launcher] {escape(line)}"]  # raw text: Gloo's errors hold [/path:line]
@@ -456,6 +458,8 @@ def _console_lines(line, rank_nodes, per_rank, dedupe) -> list[str]:
     per_rank.setdefault(rank, []).append(text)
     if where := announced(text):  # an elastic rank says which node it is on
         rank_nodes[where[0]] = where[1]
+        if on_announce is not None:
+            on_announce(*where)
         return []
     prefix, text = f"[{rank} {rank_nodes.get(rank, '?')}]", escape(text)
     if dedupe is None:

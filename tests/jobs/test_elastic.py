@@ -10,7 +10,13 @@ import sys
 import pytest
 
 from ringfleet.jobs import rankexec
-from ringfleet.jobs.elastic import announced, discovery_script, hosts_path, hosts_text
+from ringfleet.jobs.elastic import (
+    ElasticRun,
+    announced,
+    discovery_script,
+    hosts_path,
+    hosts_text,
+)
 from ringfleet.jobs.rankexec import ANNOUNCE_VAR, WrapperError, announcement
 from ringfleet.jobs.render import RenderedJob, render_job
 from ringfleet.jobs.run import TAG_RE
@@ -136,3 +142,62 @@ def test_announcement_is_read_back() -> None:
 def test_launcher_tags(line: str, rank: str, text: str) -> None:
     match = TAG_RE.match(line)
     assert (match.group(2), match.group(4)) == (rank, text)
+
+
+# --- the live list's events: lost, returned (back on the list), rejoined (ranks started) ----
+
+
+class ListNode:
+    """Stands in for the launch node: keeps the files ElasticRun writes through it."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+
+    def put_file(self, path: str, data: bytes, owner, mode: int = 0o644) -> None:
+        self.files[path] = data
+
+    def run(self, argv: list[str], user: str | None = None):
+        if argv[:2] == ["mv", "-f"]:
+            self.files[argv[3]] = self.files.pop(argv[2])
+        return 0, ""
+
+
+def healed_run() -> tuple[ElasticRun, ListNode]:
+    """A run that lost n2 and healed it (the heal returns at once)."""
+    node = ListNode()
+    run = ElasticRun(
+        {"n1": 2, "n2": 2}, "n1", "/shared/runs/r1/hosts", 2, 4, {"n1": node},
+        heal=lambda name: None, say=lambda line: None, owner=(1000, 1000), user="rf",
+    )  # fmt: skip
+    run.tolerate(["n2"])
+    run.finish(10)
+    return run, node
+
+
+def test_healed_node_is_back_on_the_list() -> None:
+    _, node = healed_run()
+    assert node.files["/shared/runs/r1/hosts"] == b"n1:2\nn2:2\n"
+
+
+def test_healed_node_is_recorded_as_returned_not_rejoined() -> None:
+    run, _ = healed_run()
+    assert [(e.event, e.node) for e in run.events] == [("lost", "n2"), ("returned", "n2")]
+
+
+def test_a_rank_announced_on_the_returned_node_records_the_rejoin() -> None:
+    run, _ = healed_run()
+    run.rank_started(2, "n2")
+    assert [(e.event, e.detail) for e in run.events][-1] == ("rejoined", "rank 2 started on it")
+
+
+def test_the_rejoin_is_recorded_once_per_return() -> None:
+    run, _ = healed_run()
+    run.rank_started(2, "n2")
+    run.rank_started(3, "n2")
+    assert run.rejoins == 1
+
+
+def test_ranks_of_a_node_that_never_left_record_nothing() -> None:
+    run, _ = healed_run()
+    run.rank_started(0, "n1")
+    assert [e.event for e in run.events] == ["lost", "returned"]
