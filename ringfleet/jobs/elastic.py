@@ -91,6 +91,10 @@ class ElasticRun:
     say: Callable[[str], None]
     owner: tuple[int, int]
     user: str
+    check: Callable[[str], str | None] = lambda name: None
+    """The health gate on a healed node: why it is not fit to run ranks, or None. Horovod
+    starts ranks on a listed node at once, so a node goes back on the list only once its
+    SSH, storage and venv answer; a half-ready one would fail them and cost a reset."""
     live: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
@@ -103,7 +107,7 @@ class ElasticRun:
         self.live = list(self.slots)
 
     @classmethod
-    def of(cls, rendered, nodes, heal, say, owner, user) -> ElasticRun | None:
+    def of(cls, rendered, nodes, heal, say, owner, user, check=None) -> ElasticRun | None:
         """The live list of a rendered launch; None unless its job is elastic."""
         job = rendered.job
         if not job.elastic or rendered.discovery_path is None:
@@ -111,6 +115,7 @@ class ElasticRun:
         return cls(
             dict(rendered.placement), rendered.launch_node, hosts_path(rendered.discovery_path),
             job.elastic.min_processes, job.elastic.max_processes, nodes, heal, say, owner, user,
+            *([check] if check else []),
         )  # fmt: skip
 
     def put_files(self, node: Node, rendered) -> None:
@@ -157,10 +162,13 @@ class ElasticRun:
     def _heal(self, name: str) -> None:
         try:
             self.heal(name)
+            why = self.check(name)
         except Exception as exc:  # noqa: BLE001 - the run goes on without it; the record says why
+            why = one_line(str(exc))[:200]
+        if why:
             with self._lock:
-                self._note("heal failed", name, one_line(str(exc))[:200])
-            self.say(f"heal {name} failed; continuing with {self.ranks()} ranks")
+                self._note("heal failed", name, why)
+            self.say(f"heal {name} failed ({why}); continuing with {self.ranks()} ranks")
             return
         with self._lock:
             self.live.append(name)

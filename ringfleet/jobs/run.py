@@ -179,8 +179,15 @@ def run_job(
         provider.heal(project_root(), name, policy.heal_timeout, console)
         run.nodes.update(provider.nodes([name]))
 
+    def healthy(name: str) -> str | None:
+        """The gate on a healed node and the launch node that starts its ranks."""
+        pair = {n: run.nodes[n] for n in dict.fromkeys([run.names[0], name])}
+        report = run_gate(spec, pair, run.names[0], read_env_lock(project_root(), spec.env))
+        return None if report.passed else report.failures[0].line()
+
     say = lambda line: console.print(line, highlight=False)  # noqa: E731
-    run.elastic = ElasticRun.of(run.rendered, run.nodes, heal, say, run.owner, run.user)
+    check = None if policy.skip_health else healthy
+    run.elastic = ElasticRun.of(run.rendered, run.nodes, heal, say, run.owner, run.user, check)
     if detach and (detached := _detach(run, gate, policy.skip_health, console, held)):
         return detached
     outcome = run_attempts(policy, gate, launch, heal, lambda line: console.print(line))

@@ -162,12 +162,13 @@ class ListNode:
         return 0, ""
 
 
-def healed_run() -> tuple[ElasticRun, ListNode]:
-    """A run that lost n2 and healed it (the heal returns at once)."""
+def healed_run(check=lambda name: None) -> tuple[ElasticRun, ListNode]:
+    """A run that lost n2 and healed it (the heal returns at once; `check` is the gate)."""
     node = ListNode()
     run = ElasticRun(
         {"n1": 2, "n2": 2}, "n1", "/shared/runs/r1/hosts", 2, 4, {"n1": node},
         heal=lambda name: None, say=lambda line: None, owner=(1000, 1000), user="rf",
+        check=check,
     )  # fmt: skip
     run.tolerate(["n2"])
     run.finish(10)
@@ -201,3 +202,15 @@ def test_ranks_of_a_node_that_never_left_record_nothing() -> None:
     run, _ = healed_run()
     run.rank_started(0, "n1")
     assert [e.event for e in run.events] == ["lost", "returned"]
+
+
+def test_a_healed_node_failing_the_gate_stays_off_the_list() -> None:
+    _, node = healed_run(check=lambda name: f"health gate: {name}: ssh: refused")
+    assert node.files["/shared/runs/r1/hosts"] == b"n1:2\n"
+
+
+def test_a_healed_node_failing_the_gate_is_recorded_with_the_reason() -> None:
+    run, _ = healed_run(check=lambda name: f"health gate: {name}: ssh: refused")
+    assert [(e.event, e.detail) for e in run.events][-1] == (
+        "heal failed", "health gate: n2: ssh: refused"
+    )
