@@ -48,11 +48,12 @@ def test_elastic_launch_argv(rendered: RenderedJob) -> None:
         "/opt/ringfleet/venv/bin/horovodrun",
         "-np", "4", "--min-np", "2", "--max-np", "4",
         "--host-discovery-script", "/shared/runs/r1/discover-hosts.sh",
-        "--blacklist-cooldown-range", "10", "30",
-        "--network-interface", "eth0",
+        "--blacklist-cooldown-range", "2", "30",
+        "--network-interface", "eth0", "--log-level", "INFO",
         "--gloo",
         "/opt/ringfleet/venv/bin/python", "/shared/jobs/digits-elastic/rankexec.py",
         "/opt/ringfleet/venv/bin/python", "/shared/jobs/digits-elastic/digits_elastic.py",
+        "--epochs", "100",
     ]  # fmt: skip
 
 
