@@ -78,11 +78,6 @@ def test_training_continues_on_the_rest(elastic, request) -> None:
     report(request, f"elastic: node loss -> training continued (epoch done) in {smaller[0]:.1f} s")
 
 
-@pytest.mark.xfail(
-    reason="measured 2026-12-02: the healed node is back on the host list 13 s after the loss, "
-    "but Horovod's re-rendezvous then fails in Gloo (unbound buffer) and training ends on 2 ranks",
-    strict=False,
-)
 def test_healed_node_rejoins_the_training(elastic, request) -> None:
     after = elastic[2]
     first_small = next(i for i, (_, _, ranks) in enumerate(after) if ranks == 2)
