@@ -27,6 +27,7 @@ MILESTONES = {
     "loss announced": re.compile(rf"lost {VICTIM}; continuing with"),
     "training continued (an epoch done on 2 ranks)": re.compile(r"epoch \d+: .* ranks=2\b"),
     "node healed, back on the list": re.compile(rf"healed {VICTIM}"),
+    "its ranks started again (rejoined)": re.compile(rf"{VICTIM} rejoined"),
     "back to 4 ranks (an epoch done on 4)": re.compile(r"epoch \d+: .* ranks=4\b"),
 }
 
@@ -65,7 +66,7 @@ def main() -> int:
         "# g: elastic Horovod (a lost node, the run goes on)", "",
         f"Measured {stamp} on this machine.",
         "", "| metric | value |", "| --- | --- |", *[f"| {k} | {v} |" for k, v in rows], "",
-        f"digits-elastic (4 ranks on 2 nodes, elastic 2..4, 40 epochs); {VICTIM} killed with "
+        f"digits-elastic (4 ranks on 2 nodes, elastic 2..4, 100 epochs); {VICTIM} killed with "
         f"`docker kill` after epoch {KILL_AFTER_EPOCH}. The heal is `ringfleet up`'s: the "
         "container is recreated and converged, then it goes back on the discovery list.", "",
     ])  # fmt: skip

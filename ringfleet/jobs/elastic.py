@@ -5,9 +5,10 @@ mode (Gloo controller). The driver runs a discovery script every second; the scr
 prints `<run dir>/hosts`, one `host:slots` line per live node of the placement, which
 this module rewrites as `ringfleet run` sees nodes lost and healed. A lost node leaves
 the list (`lost NODE; continuing with K ranks`) and is healed in the background by
-its provider, as a restart would heal it; once back it returns to the list, and
-Horovod starts ranks on it at the survivors' next commit. The launch node runs the
-driver itself, so losing it ends the run as a lost node does without elastic.
+its provider, as a restart would heal it; once back it returns to the list (`returned`),
+and Horovod starts ranks on it at the survivors' next commit (`rejoined`, seen when those
+ranks announce themselves). The launch node runs the driver itself, so losing it ends the
+run as a lost node does without elastic.
 
 Which node a rank runs on changes as ranks come and go, so each rank's wrapper
 (rankexec.py) announces its rank and node in its first line, which `run` reads.
@@ -64,7 +65,8 @@ class Event:
     """One change of the live list, as the run record keeps it."""
 
     event: str
-    """lost, rejoined or heal failed."""
+    """lost; returned (healed and back on the host list); rejoined (ranks started on it
+    again, as their wrappers announced); or heal failed."""
     node: str
     seconds: float
     """Since the run started."""
@@ -89,17 +91,23 @@ class ElasticRun:
     say: Callable[[str], None]
     owner: tuple[int, int]
     user: str
+    check: Callable[[str], str | None] = lambda name: None
+    """The health gate on a healed node: why it is not fit to run ranks, or None. Horovod
+    starts ranks on a listed node at once, so a node goes back on the list only once its
+    SSH, storage and venv answer; a half-ready one would fail them and cost a reset."""
     live: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _heals: list[threading.Thread] = field(default_factory=list)
+    _returned: set[str] = field(default_factory=set)
+    """Nodes back on the list whose ranks have not announced themselves yet."""
 
     def __post_init__(self) -> None:
         self.live = list(self.slots)
 
     @classmethod
-    def of(cls, rendered, nodes, heal, say, owner, user) -> ElasticRun | None:
+    def of(cls, rendered, nodes, heal, say, owner, user, check=None) -> ElasticRun | None:
         """The live list of a rendered launch; None unless its job is elastic."""
         job = rendered.job
         if not job.elastic or rendered.discovery_path is None:
@@ -107,6 +115,7 @@ class ElasticRun:
         return cls(
             dict(rendered.placement), rendered.launch_node, hosts_path(rendered.discovery_path),
             job.elastic.min_processes, job.elastic.max_processes, nodes, heal, say, owner, user,
+            *([check] if check else []),
         )  # fmt: skip
 
     def put_files(self, node: Node, rendered) -> None:
@@ -153,16 +162,32 @@ class ElasticRun:
     def _heal(self, name: str) -> None:
         try:
             self.heal(name)
+            why = self.check(name)
         except Exception as exc:  # noqa: BLE001 - the run goes on without it; the record says why
+            why = one_line(str(exc))[:200]
+        if why:
             with self._lock:
-                self._note("heal failed", name, one_line(str(exc))[:200])
-            self.say(f"heal {name} failed; continuing with {self.ranks()} ranks")
+                self._note("heal failed", name, why)
+            self.say(f"heal {name} failed ({why}); continuing with {self.ranks()} ranks")
             return
         with self._lock:
             self.live.append(name)
             self.write()
-            self._note("rejoined", name)
-        self.say(f"healed {name}; it rejoins at the next commit: up to {self.ranks()} ranks")
+            self._note("returned", name)
+            self._returned.add(name)
+        self.say(
+            f"healed {name}; back on the host list: up to {self.ranks()} ranks from the next commit"
+        )
+
+    def rank_started(self, rank: int, node: str) -> None:
+        """A rank announced itself (rankexec.py): the first on a returned node means
+        Horovod has started that node's ranks again, so the node has rejoined."""
+        with self._lock:
+            if node not in self._returned:
+                return  # a rank of the first launch, or a node that never left
+            self._returned.discard(node)
+            self._note("rejoined", node, f"rank {rank} started on it")
+        self.say(f"{node} rejoined: rank {rank} started on it")
 
     def _note(self, event: str, name: str, detail: str = "") -> None:
         seconds = round(time.monotonic() - self.started, 2)

@@ -42,9 +42,17 @@ TAG_OUTPUT_ARGS = ["--tag-output"]
 HOROVOD_MPI_ARGS = ["--mpi"]
 # Elastic jobs (ringfleet/jobs/elastic.py): Horovod's elastic driver runs on Gloo only.
 HOROVOD_GLOO_ARGS = ["--gloo"]
-# A host whose ranks failed (a lost node) is left out for a random 10-30 s, then tried
-# again; without a range Horovod never takes it back, and a healed node would not rejoin.
-BLACKLIST_COOLDOWN_ARGS = ["--blacklist-cooldown-range", "10", "30"]
+# Horovod blacklists a host whose ranks failed (a lost node); without a range it never takes
+# it back, and a healed node would not rejoin. The cooldown starts when the survivors reset
+# (measured: 30 s after the loss, the Gloo timeout) and lasts lower*2^n + U(0, lower) s,
+# clamped to the range: with 10 30 the first was 20-30 s, which held a node healed in 13-37 s
+# out until the run had ended. ringfleet's list already keeps a node off until it is healed
+# and gated, so the first cooldown is short (4-6 s) and repeated failures back off to 30 s.
+BLACKLIST_COOLDOWN_ARGS = ["--blacklist-cooldown-range", "2", "30"]
+# The elastic driver's decisions (a host blacklisted, its cooldown, workers started on a
+# host) are logged only at INFO; they are the record's one trace of why ranks came and went.
+# It also sets the ranks' HOROVOD_LOG_LEVEL=INFO: one `Horovod initialized` line per start.
+DRIVER_LOG_ARGS = ["--log-level", "INFO"]
 # Elastic ranks announce their node (rankexec.py), since the placement no longer says it.
 ANNOUNCE_VAR = rankexec.ANNOUNCE_VAR
 
@@ -211,7 +219,7 @@ def elastic_command(spec: ClusterSpec, job: Job, discovery: str, wrapper: str) -
         HOROVODRUN, "-np", str(job.processes),
         "--min-np", str(job.elastic.min_processes), "--max-np", str(job.elastic.max_processes),
         "--host-discovery-script", discovery, *BLACKLIST_COOLDOWN_ARGS,
-        "--network-interface", job.interface,
+        "--network-interface", job.interface, *DRIVER_LOG_ARGS,
     ]  # fmt: skip
     if port != DEFAULT_SSH_PORT:
         cmd += ["--ssh-port", str(port)]

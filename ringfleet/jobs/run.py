@@ -179,8 +179,15 @@ def run_job(
         provider.heal(project_root(), name, policy.heal_timeout, console)
         run.nodes.update(provider.nodes([name]))
 
+    def healthy(name: str) -> str | None:
+        """The gate on a healed node and the launch node that starts its ranks."""
+        pair = {n: run.nodes[n] for n in dict.fromkeys([run.names[0], name])}
+        report = run_gate(spec, pair, run.names[0], read_env_lock(project_root(), spec.env))
+        return None if report.passed else report.failures[0].line()
+
     say = lambda line: console.print(line, highlight=False)  # noqa: E731
-    run.elastic = ElasticRun.of(run.rendered, run.nodes, heal, say, run.owner, run.user)
+    check = None if policy.skip_health else healthy
+    run.elastic = ElasticRun.of(run.rendered, run.nodes, heal, say, run.owner, run.user, check)
     if detach and (detached := _detach(run, gate, policy.skip_health, console, held)):
         return detached
     outcome = run_attempts(policy, gate, launch, heal, lambda line: console.print(line))
@@ -397,9 +404,10 @@ def _watch(
     while True:
         new = list(stream.read(seen, WATCH_INTERVAL))
         seen += len(new)
+        announce = elastic.rank_started if elastic else None
         for line in new:
             log.append(line)
-            for text in _console_lines(line, rank_nodes, per_rank, dedupe):
+            for text in _console_lines(line, rank_nodes, per_rank, dedupe, announce):
                 console.print(text, highlight=False)
         for text in dedupe.flush(everything=stream.done) if dedupe else []:
             console.print(text, highlight=False)
@@ -446,8 +454,9 @@ def _stop_ranks(node: Node, run_id: str, user: str, console: Console) -> None:
         )
 
 
-def _console_lines(line, rank_nodes, per_rank, dedupe) -> list[str]:
-    """What the console shows for one launcher line; `per_rank` gets the rank's text."""
+def _console_lines(line, rank_nodes, per_rank, dedupe, on_announce=None) -> list[str]:
+    """What the console shows for one launcher line; `per_rank` gets the rank's text,
+    `on_announce(rank, node)` each rank's announcement (elastic runs)."""
     match = TAG_RE.match(line)
     if not match:
         return [f"[launcher] {escape(line)}"]  # raw text: Gloo's errors hold [/path:line]
@@ -456,6 +465,8 @@ def _console_lines(line, rank_nodes, per_rank, dedupe) -> list[str]:
     per_rank.setdefault(rank, []).append(text)
     if where := announced(text):  # an elastic rank says which node it is on
         rank_nodes[where[0]] = where[1]
+        if on_announce is not None:
+            on_announce(*where)
         return []
     prefix, text = f"[{rank} {rank_nodes.get(rank, '?')}]", escape(text)
     if dedupe is None:

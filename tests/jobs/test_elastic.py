@@ -10,7 +10,13 @@ import sys
 import pytest
 
 from ringfleet.jobs import rankexec
-from ringfleet.jobs.elastic import announced, discovery_script, hosts_path, hosts_text
+from ringfleet.jobs.elastic import (
+    ElasticRun,
+    announced,
+    discovery_script,
+    hosts_path,
+    hosts_text,
+)
 from ringfleet.jobs.rankexec import ANNOUNCE_VAR, WrapperError, announcement
 from ringfleet.jobs.render import RenderedJob, render_job
 from ringfleet.jobs.run import TAG_RE
@@ -42,11 +48,12 @@ def test_elastic_launch_argv(rendered: RenderedJob) -> None:
         "/opt/ringfleet/venv/bin/horovodrun",
         "-np", "4", "--min-np", "2", "--max-np", "4",
         "--host-discovery-script", "/shared/runs/r1/discover-hosts.sh",
-        "--blacklist-cooldown-range", "10", "30",
-        "--network-interface", "eth0",
+        "--blacklist-cooldown-range", "2", "30",
+        "--network-interface", "eth0", "--log-level", "INFO",
         "--gloo",
         "/opt/ringfleet/venv/bin/python", "/shared/jobs/digits-elastic/rankexec.py",
         "/opt/ringfleet/venv/bin/python", "/shared/jobs/digits-elastic/digits_elastic.py",
+        "--epochs", "100",
     ]  # fmt: skip
 
 
@@ -136,3 +143,75 @@ def test_announcement_is_read_back() -> None:
 def test_launcher_tags(line: str, rank: str, text: str) -> None:
     match = TAG_RE.match(line)
     assert (match.group(2), match.group(4)) == (rank, text)
+
+
+# --- the live list's events: lost, returned (back on the list), rejoined (ranks started) ----
+
+
+class ListNode:
+    """Stands in for the launch node: keeps the files ElasticRun writes through it."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+
+    def put_file(self, path: str, data: bytes, owner, mode: int = 0o644) -> None:
+        self.files[path] = data
+
+    def run(self, argv: list[str], user: str | None = None):
+        if argv[:2] == ["mv", "-f"]:
+            self.files[argv[3]] = self.files.pop(argv[2])
+        return 0, ""
+
+
+def healed_run(check=lambda name: None) -> tuple[ElasticRun, ListNode]:
+    """A run that lost n2 and healed it (the heal returns at once; `check` is the gate)."""
+    node = ListNode()
+    run = ElasticRun(
+        {"n1": 2, "n2": 2}, "n1", "/shared/runs/r1/hosts", 2, 4, {"n1": node},
+        heal=lambda name: None, say=lambda line: None, owner=(1000, 1000), user="rf",
+        check=check,
+    )  # fmt: skip
+    run.tolerate(["n2"])
+    run.finish(10)
+    return run, node
+
+
+def test_healed_node_is_back_on_the_list() -> None:
+    _, node = healed_run()
+    assert node.files["/shared/runs/r1/hosts"] == b"n1:2\nn2:2\n"
+
+
+def test_healed_node_is_recorded_as_returned_not_rejoined() -> None:
+    run, _ = healed_run()
+    assert [(e.event, e.node) for e in run.events] == [("lost", "n2"), ("returned", "n2")]
+
+
+def test_a_rank_announced_on_the_returned_node_records_the_rejoin() -> None:
+    run, _ = healed_run()
+    run.rank_started(2, "n2")
+    assert [(e.event, e.detail) for e in run.events][-1] == ("rejoined", "rank 2 started on it")
+
+
+def test_the_rejoin_is_recorded_once_per_return() -> None:
+    run, _ = healed_run()
+    run.rank_started(2, "n2")
+    run.rank_started(3, "n2")
+    assert run.rejoins == 1
+
+
+def test_ranks_of_a_node_that_never_left_record_nothing() -> None:
+    run, _ = healed_run()
+    run.rank_started(0, "n1")
+    assert [e.event for e in run.events] == ["lost", "returned"]
+
+
+def test_a_healed_node_failing_the_gate_stays_off_the_list() -> None:
+    _, node = healed_run(check=lambda name: f"health gate: {name}: ssh: refused")
+    assert node.files["/shared/runs/r1/hosts"] == b"n1:2\n"
+
+
+def test_a_healed_node_failing_the_gate_is_recorded_with_the_reason() -> None:
+    run, _ = healed_run(check=lambda name: f"health gate: {name}: ssh: refused")
+    assert [(e.event, e.detail) for e in run.events][-1] == (
+        "heal failed", "health gate: n2: ssh: refused"
+    )
