@@ -127,7 +127,7 @@ def _docker(spec: ClusterSpec, node, argv: list[str], port: int) -> Handles:
     client = node.client
     mount = spec.cluster.storage.mount
     container = client.containers.run(
-        node.container().image,
+        node.container().attrs["Image"],
         entrypoint=argv[:1],
         command=argv[1:],
         name=f"ringfleet-tensorboard-{spec.env}-{port}",

@@ -208,6 +208,9 @@ def up(
     _ensure_network(client, spec, console)
     _ensure_volume(client, spec, console)
     desired = {d.name: d for d in container_definitions(spec, images)}
+    # A tag is a content hash, so a rebuilt image keeps its tag but gets a new id; a
+    # container still on the old id (or on a removed image) is recreated, not reused.
+    image_ids = {tag: client.images.get(tag).id for tag in set(images.values()) if tag != "none"}
     existing = cluster_containers(client, spec)
     for name, container in sorted(existing.items()):
         if name not in desired:
@@ -224,6 +227,11 @@ def up(
             console.print(
                 f"  node {name}: recreating, it cannot change in place: {_changes(container, d)}"
             )
+            container.remove(force=True)
+            _create(client, d)
+            report.recreated.append(name)
+        elif container.attrs.get("Image") != image_ids.get(d.image):
+            console.print(f"  node {name}: recreating, its image {d.image} was rebuilt or removed")
             container.remove(force=True)
             _create(client, d)
             report.recreated.append(name)
@@ -369,7 +377,8 @@ def node_fingerprints(root, client, spec, inventory, extravars) -> dict[str, dic
         out[node] = {
             "roles": roles,
             "inventory vars": _digest({**_host_vars(inventory, node), **controller}),
-            "image": container.image.id if container is not None else "",
+            # The id from the container's own record: its image may have been removed.
+            "image": container.attrs.get("Image", "") if container is not None else "",
             "container": container.id if container is not None else "",
             "host keys": peers,
         }
@@ -411,7 +420,10 @@ def status(spec: ClusterSpec) -> list[NodeStatus]:
             rows.append(NodeStatus(name, pool, "missing", "-", "-"))
             continue
         state = c.status if name in wanted else f"{c.status} (not in spec)"
-        image = (c.image.tags or [c.image.short_id])[0] if c.image else "?"
+        try:
+            image = (c.image.tags or [c.image.short_id])[0] if c.image else "?"
+        except docker.errors.ImageNotFound:
+            image = f"{c.attrs.get('Image', '?')[:19]} (removed)"
         rows.append(
             NodeStatus(name, pool, state, addresses.get(name, {}).get("privateIp", "-"), image)
         )
