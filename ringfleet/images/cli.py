@@ -1,6 +1,7 @@
-"""`ringfleet images list|export|import`, registered onto the app as a command group.
+"""`ringfleet images list|lock|export|import`, registered onto the app as a command group.
 
-The CLI parses and prints; the catalog is in catalog.py, the archive in archive.py.
+The CLI parses and prints; the catalog is in catalog.py, the archive in archive.py, an added
+profile's lock in lock.py.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ GB = 1e9
 
 def register(app: typer.Typer, console: Console) -> None:
     """Add the `images` command group to `app`."""
-    images = typer.Typer(no_args_is_help=True, help="The node image catalog: list, export, import.")
+    images = typer.Typer(
+        no_args_is_help=True, help="The node image catalog: list, lock, export, import."
+    )
     app.add_typer(images, name="images")
 
     @images.command("list")
@@ -67,6 +70,29 @@ def register(app: typer.Typer, console: Console) -> None:
                 versions_text(e.versions) if e.built else "-",
             )
         console.print(table)
+
+    @images.command("lock")
+    def lock(
+        name: Annotated[str, typer.Argument(help="Added profile: profiles/NAME.yaml")],
+    ) -> None:
+        """Resolve an added profile's pip list on its parent's lock into profiles/NAME.txt."""
+        from ringfleet.errors import RingfleetError
+        from ringfleet.images.lock import lock_profile
+        from ringfleet.images.profiles import added_profiles
+        from ringfleet.spec import project_root
+
+        root = project_root()
+        profiles = added_profiles(root)
+        if name not in profiles:
+            known = ", ".join(sorted(profiles)) or "none"
+            raise RingfleetError(f"profiles/{name}.yaml", f"no such added profile (added: {known})")
+        result = lock_profile(profiles[name], root)
+        added = ", ".join(f"{p.name}=={p.version}" for p in result.added) or "nothing new"
+        console.print(
+            f"lock {name}: {len(result.added)} package(s) on {profiles[name].extends}'s lock "
+            f"({added}) -> {result.path.relative_to(root)} in {result.seconds:.1f} s",
+            highlight=False,
+        )
 
     @images.command("export")
     def export(
