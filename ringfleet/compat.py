@@ -132,7 +132,11 @@ def resolve_profile(
     if profile is not None:
         candidates = [p for p in PROFILES if p.name == profile]
         if not candidates:
-            raise ProfileError("profile", f"unknown software profile; tested: {profile_names()}")
+            raise ProfileError(
+                "profile",
+                f"unknown software profile; tested: {profile_names()}, "
+                "or one of your own in profiles/<name>.yaml",
+            )
     tf = requested.get("tensorflow")
     hvd = requested.get("horovod") or candidates[0].horovod
     if tf and hvd == HOROVOD_LAST_RELEASE and _version_tuple(tf) >= (2, 16):

@@ -55,7 +55,7 @@ BROKEN = {
     "untested-openmpi": "Pulumi.untested-openmpi.yaml: cluster.software.openmpi: untested openmpi "
     "version; tested: 4.1.4 (profiles: tf2.15, tf2.21) (got '5.0.3')",
     "unknown-profile": "Pulumi.unknown-profile.yaml: cluster.software.profile: unknown software "
-    "profile; tested: tf2.15, tf2.21 (got 'tf9.99')",
+    "profile; tested: tf2.15, tf2.21, or one of your own in profiles/<name>.yaml (got 'tf9.99')",
     "bad-provider": "Pulumi.bad-provider.yaml: cluster.provider: must be one of 'docker', 'aws' "
     "or 'static' (got 'gcp')",
     "bad-name": "Pulumi.bad-name.yaml: cluster.name: must be lowercase letters, digits and "

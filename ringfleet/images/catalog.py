@@ -40,12 +40,13 @@ def profile_pool(spec: ClusterSpec, profile: compat.Profile) -> tuple[ResolvedPo
     """The pool of `spec` whose image is `profile`'s, and how it was chosen."""
     pools = list(spec.pools.values())
     for pool in pools:
-        if pool.profile.name == profile.name:
+        if pool.profile.name == profile.name and pool.added is None:
             return pool, f"pool {pool.name}"
     # The first CPU pool stands in: a GPU pool would hash a GPU stack in.
     for pool in sorted(pools, key=lambda p: p.is_gpu):
         if profile.gpu or not pool.is_gpu:
-            return dataclasses.replace(pool, profile=profile), f"pool {pool.name} on {profile.name}"
+            stand_in = dataclasses.replace(pool, profile=profile, added=None)
+            return stand_in, f"pool {pool.name} on {profile.name}"
     raise RingfleetError(spec.display, f"no pool can use profile {profile.name}")
 
 
@@ -58,36 +59,37 @@ def find_profile(name: str) -> compat.Profile:
 
 def catalog(spec: ClusterSpec, root: Path, client) -> list[Entry]:
     """Every profile's image for `spec`'s env: built here or not, size, date, versions."""
-    from ringfleet.providers.docker.baseimage import find_image
-
-    entries = []
-    for profile in compat.PROFILES:
-        pool, via = profile_pool(spec, profile)
-        tag = node_image_tag(spec, pool, root)
-        image = find_image(client, tag)
-        record = read_record(client, tag) if image is not None else None
-        entries.append(
-            Entry(
-                profile=profile.name,
-                tag=tag,
-                pool=pool.name,
-                via=via,
-                built=image is not None,
-                size_bytes=image.attrs.get("Size") if image is not None else None,
-                built_at=(record or {}).get("built_at")
-                or (image.attrs.get("Created", "")[:19] + "Z" if image is not None else None),
-                versions=(record or {}).get("versions"),
-            )
-        )
-    # Added profiles (profiles/*.yaml) are read and checked, so a bad file stops here in
-    # one line; building them on their parent's image is not written yet (README).
     from ringfleet.images.profiles import added_profiles
 
+    pools = [profile_pool(spec, profile) for profile in compat.PROFILES]
+    # Added profiles (profiles/*.yaml), on their parent's pool; a bad file stops here in
+    # one line. One not locked yet has no tag: the tag hashes its lock.
     for added in added_profiles(root).values():
-        entries.append(
-            Entry(added.name, "-", "-", f"added: extends {added.extends}", False, None, None, None)
-        )
-    return entries
+        pool, via = profile_pool(spec, find_profile(added.extends))
+        pools.append((dataclasses.replace(pool, added=added), f"{via}, extends {added.extends}"))
+    return [_entry(spec, root, client, pool, via) for pool, via in pools]
+
+
+def _entry(spec: ClusterSpec, root: Path, client, pool: ResolvedPool, via: str) -> Entry:
+    from ringfleet.images.lock import profile_lock_path
+    from ringfleet.providers.docker.baseimage import find_image
+
+    if pool.added is not None and not profile_lock_path(root, pool.added.name).is_file():
+        return Entry(pool.profile_name, "- (not locked)", pool.name, via, False, None, None, None)
+    tag = node_image_tag(spec, pool, root)
+    image = find_image(client, tag)
+    record = read_record(client, tag) if image is not None else None
+    return Entry(
+        profile=pool.profile_name,
+        tag=tag,
+        pool=pool.name,
+        via=via,
+        built=image is not None,
+        size_bytes=image.attrs.get("Size") if image is not None else None,
+        built_at=(record or {}).get("built_at")
+        or (image.attrs.get("Created", "")[:19] + "Z" if image is not None else None),
+        versions=(record or {}).get("versions"),
+    )
 
 
 def versions_text(versions: dict | None) -> str:

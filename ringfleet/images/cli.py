@@ -1,4 +1,4 @@
-"""`ringfleet images list|lock|export|import`, registered onto the app as a command group.
+"""`ringfleet images list|lock|build|export|import`, registered onto the app as a command group.
 
 The CLI parses and prints; the catalog is in catalog.py, the archive in archive.py, an added
 profile's lock in lock.py.
@@ -26,7 +26,7 @@ GB = 1e9
 def register(app: typer.Typer, console: Console) -> None:
     """Add the `images` command group to `app`."""
     images = typer.Typer(
-        no_args_is_help=True, help="The node image catalog: list, lock, export, import."
+        no_args_is_help=True, help="The node image catalog: list, lock, build, export, import."
     )
     app.add_typer(images, name="images")
 
@@ -76,21 +76,41 @@ def register(app: typer.Typer, console: Console) -> None:
         name: Annotated[str, typer.Argument(help="Added profile: profiles/NAME.yaml")],
     ) -> None:
         """Resolve an added profile's pip list on its parent's lock into profiles/NAME.txt."""
-        from ringfleet.errors import RingfleetError
         from ringfleet.images.lock import lock_profile
-        from ringfleet.images.profiles import added_profiles
         from ringfleet.spec import project_root
 
         root = project_root()
-        profiles = added_profiles(root)
-        if name not in profiles:
-            known = ", ".join(sorted(profiles)) or "none"
-            raise RingfleetError(f"profiles/{name}.yaml", f"no such added profile (added: {known})")
-        result = lock_profile(profiles[name], root)
+        profile = _added(root, name)
+        result = lock_profile(profile, root)
         added = ", ".join(f"{p.name}=={p.version}" for p in result.added) or "nothing new"
         console.print(
-            f"lock {name}: {len(result.added)} package(s) on {profiles[name].extends}'s lock "
+            f"lock {name}: {len(result.added)} package(s) on {profile.extends}'s lock "
             f"({added}) -> {result.path.relative_to(root)} in {result.seconds:.1f} s",
+            highlight=False,
+        )
+
+    @images.command("build")
+    def build(
+        name: Annotated[str, typer.Argument(help="Added profile: profiles/NAME.yaml")],
+        env: EnvOption = "local",
+    ) -> None:
+        """Build an added profile's image on its parent's image: only what it adds runs."""
+        import dataclasses
+
+        from ringfleet.images.build import build_added
+        from ringfleet.images.catalog import find_profile, profile_pool
+        from ringfleet.providers.docker.engine import docker_client
+        from ringfleet.spec import load_spec, project_root
+
+        spec, root = load_spec(env), project_root()
+        profile = _added(root, name)
+        pool, via = profile_pool(spec, find_profile(profile.extends))
+        built = build_added(
+            docker_client(), spec, dataclasses.replace(pool, added=profile), root, console
+        )
+        how = "cached" if built.cached else f"built in {built.seconds:.0f} s"
+        console.print(
+            f"build {name}: {built.tag} ({how}), on {built.parent}, the image of env {env}'s {via}",
             highlight=False,
         )
 
@@ -154,3 +174,15 @@ def register(app: typer.Typer, console: Console) -> None:
             f"in {moved.seconds:.0f} s",
             highlight=False,
         )
+
+
+def _added(root: Path, name: str):
+    """The added profile `name`, checked; one line naming the file when there is none."""
+    from ringfleet.errors import RingfleetError
+    from ringfleet.images.profiles import added_profiles
+
+    profiles = added_profiles(root)
+    if name not in profiles:
+        known = ", ".join(sorted(profiles)) or "none"
+        raise RingfleetError(f"profiles/{name}.yaml", f"no such added profile (added: {known})")
+    return profiles[name]

@@ -60,6 +60,12 @@ def added_profiles(root: Path) -> dict[str, AddedProfile]:
     return found
 
 
+def find_added(root: Path, name: str) -> AddedProfile | None:
+    """The added profile `name` of the project at `root`, checked; None if it has none."""
+    path = root / PROFILES_DIR / f"{name}.yaml"
+    return read_profile(path, root) if NAME_PATTERN.fullmatch(name) and path.is_file() else None
+
+
 def read_profile(path: Path, root: Path) -> AddedProfile:
     where = f"{PROFILES_DIR}/{path.name}"
     name = path.name[: -len(".yaml")]

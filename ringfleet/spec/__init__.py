@@ -137,7 +137,7 @@ def load_spec_file(path: Path, env: str, display: str | None = None) -> ClusterS
         cluster = Cluster.model_validate(raw)
     except ValidationError as exc:
         raise to_ringfleet_error(exc, display, "cluster", Cluster) from None
-    check_cluster(cluster, display)
+    check_cluster(cluster, display, path.parent)
     return ClusterSpec(cluster, env, path, display)
 
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from pathlib import Path
 
 from ringfleet import compat
 from ringfleet.errors import RingfleetError
 from ringfleet.providers import rules_for
 from ringfleet.spec.model import Cluster
-from ringfleet.spec.resolved import default_controller, resolve_pool, software_for
+from ringfleet.spec.resolved import default_controller, pool_profile, resolve_pool, software_for
 
 # Linux interface names are at most 15 characters (IFNAMSIZ minus the NUL).
 INTERFACE_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,15}")
@@ -37,8 +38,9 @@ def _software_path(cluster: Cluster, index: int) -> str:
     return "cluster.software"
 
 
-def check_cluster(cluster: Cluster, display: str) -> None:
-    """Cross-field rules pydantic's per-field checks cannot express."""
+def check_cluster(cluster: Cluster, display: str, root: Path | None = None) -> None:
+    """Cross-field rules pydantic's per-field checks cannot express; `root` is the project
+    whose added profiles (profiles/) pools may select."""
     provider = rules_for(cluster)
     seen: dict[str, int] = {}
     for i, pool in enumerate(cluster.pools):
@@ -53,11 +55,7 @@ def check_cluster(cluster: Cluster, display: str) -> None:
         provider.check_pool(cluster, i, pool, display)
         sw = software_for(cluster, pool)
         try:
-            compat.resolve_profile(
-                {f: getattr(sw, f) for f in compat.SOFTWARE_FIELDS},
-                sw.profile,
-                pool.accelerator is not None,
-            )
+            pool_profile(cluster, pool, root)
             if pool.accelerator:
                 compat.resolve_gpu_stack(sw.driver, sw.cuda, sw.nccl)
         except compat.ProfileError as exc:
@@ -79,7 +77,7 @@ def check_cluster(cluster: Cluster, display: str) -> None:
     names: dict[str, str] = {}
     total = 0
     for i, pool in enumerate(cluster.pools):
-        rp = resolve_pool(cluster, i, pool)
+        rp = resolve_pool(cluster, i, pool, root)
         total += rp.total_slots
         for j, node in enumerate(rp.nodes):
             if node.name in names:

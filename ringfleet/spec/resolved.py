@@ -9,6 +9,7 @@ from functools import cached_property
 from pathlib import Path
 
 from ringfleet import compat
+from ringfleet.images.profiles import AddedProfile, find_added
 from ringfleet.providers import rules_for
 from ringfleet.spec.model import Cluster, Pool, Software
 
@@ -29,8 +30,16 @@ class ResolvedPool:
     cores: int
     slots: int
     profile: compat.Profile
+    """The built-in profile the roles install; an added profile's parent."""
     gpu: compat.GpuStack | None
     nodes: tuple[Node, ...]
+    added: AddedProfile | None = None
+    """The added profile (profiles/<name>.yaml) the pool selected, built on `profile`."""
+
+    @property
+    def profile_name(self) -> str:
+        """What the spec selected: the added profile's name, else the built-in one's."""
+        return self.added.name if self.added else self.profile.name
 
     @property
     def name(self) -> str:
@@ -54,9 +63,17 @@ class ClusterSpec:
     path: Path
     display: str
 
+    @property
+    def root(self) -> Path:
+        """The project the spec file is in: where its added profiles (profiles/) are."""
+        return self.path.parent
+
     @cached_property
     def pools(self) -> dict[str, ResolvedPool]:
-        return {p.name: resolve_pool(self.cluster, i, p) for i, p in enumerate(self.cluster.pools)}
+        return {
+            p.name: resolve_pool(self.cluster, i, p, self.root)
+            for i, p in enumerate(self.cluster.pools)
+        }
 
     def pool(self, name: str) -> ResolvedPool:
         if name not in self.pools:
@@ -100,19 +117,34 @@ def software_for(cluster: Cluster, pool: Pool) -> Software:
     return pool.software if pool.software is not None else cluster.software
 
 
-def resolve_pool(cluster: Cluster, index: int, pool: Pool) -> ResolvedPool:
+def pool_profile(
+    cluster: Cluster, pool: Pool, root: Path | None
+) -> tuple[compat.Profile, AddedProfile | None]:
+    """The pool's built-in profile and, when it selects one of `root`'s added profiles
+    (profiles/<name>.yaml), that added profile, whose parent is then the built-in one."""
+    sw = software_for(cluster, pool)
+    name, added = sw.profile, None
+    if name is not None and root is not None and name not in {p.name for p in compat.PROFILES}:
+        added = find_added(root, name)
+        name = added.extends if added else name
+    profile = compat.resolve_profile(
+        {f: getattr(sw, f) for f in compat.SOFTWARE_FIELDS}, name, pool.accelerator is not None
+    )
+    return profile, added
+
+
+def resolve_pool(
+    cluster: Cluster, index: int, pool: Pool, root: Path | None = None
+) -> ResolvedPool:
     """Derive cores, slots, nodes and the software profile of one pool."""
     sw = software_for(cluster, pool)
-    profile = compat.resolve_profile(
-        {f: getattr(sw, f) for f in compat.SOFTWARE_FIELDS},
-        sw.profile,
-        pool.accelerator is not None,
-    )
+    profile, added = pool_profile(cluster, pool, root)
     gpu = compat.resolve_gpu_stack(sw.driver, sw.cuda, sw.nccl) if pool.accelerator else None
     provider = rules_for(cluster)
     cores = provider.pool_cores(pool)
     slots = pool.accelerator.count if pool.accelerator else cores // pool.threads_per_rank
-    return ResolvedPool(pool, cores, slots, profile, gpu, provider.pool_nodes(cluster, pool))
+    nodes = provider.pool_nodes(cluster, pool)
+    return ResolvedPool(pool, cores, slots, profile, gpu, nodes, added)
 
 
 def default_controller(cluster: Cluster) -> str | None:

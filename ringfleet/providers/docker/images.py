@@ -79,10 +79,16 @@ def _file_digest(path: Path) -> str | None:
 
 
 def node_image_tag(spec: ClusterSpec, pool: ResolvedPool, root: Path) -> str:
-    """`ringfleet/node:<profile>-<digest>` for one pool."""
+    """`ringfleet/node:<profile>-<digest>` for one pool; an added profile's tag hashes its
+    parent's tag, its file and its lock (ringfleet/images/build.py)."""
     data = json.dumps(image_inputs(spec, pool, root), sort_keys=True)
     digest = hashlib.sha256(data.encode()).hexdigest()[:16]
-    return f"{NODE_IMAGE_REPO}:{pool.profile.name}-{digest}"
+    tag = f"{NODE_IMAGE_REPO}:{pool.profile.name}-{digest}"
+    if pool.added is None:
+        return tag
+    from ringfleet.images.build import added_image_tag, lock_for
+
+    return added_image_tag(tag, pool.added, lock_for(pool.added, root))
 
 
 LABEL_IMAGE_INPUTS = "ringfleet.image-inputs"
@@ -99,6 +105,13 @@ def ensure_node_image(client, spec: ClusterSpec, pool: ResolvedPool, root: Path,
     """Return the node image tag of `pool`, baking it with the roles when it is not cached."""
     from ringfleet.providers.docker.baseimage import ensure_base_image, find_image
 
+    if pool.added is not None:
+        from ringfleet.images.build import build_added
+
+        built = build_added(client, spec, pool, root, console)
+        how = "cached" if built.cached else f"built on {built.parent} in {built.seconds:.0f} s"
+        console.print(f"  image {built.tag}: {how}", highlight=False)
+        return built.tag
     tag = node_image_tag(spec, pool, root)
     if find_image(client, tag) is not None:
         console.print(f"  image {tag}: cached", highlight=False)
