@@ -85,6 +85,7 @@ def _check_software(software: dict, at: str) -> None:
     for key in keys:
         _need(software, key, at, str)
     _optional(software, "legacyKeras", at, str)
+    _optional(software, "added", at, dict)
 
 
 def role_vars(software: dict[str, Any]) -> dict[str, Any]:
@@ -100,6 +101,11 @@ def role_vars(software: dict[str, Any]) -> dict[str, Any]:
     }
     if "legacyKeras" in software:
         values["tensorflow_legacy_keras_version"] = software["legacyKeras"]
+    if software.get("added"):
+        # An added profile (profiles/<name>.yaml): in the node image, checked by `verify`.
+        values["ringfleet_added_profile"] = software["added"]["profile"]
+        values["ringfleet_added_pip"] = software["added"]["pip"]
+        values["ringfleet_added_apt"] = software["added"]["apt"]
     if "cuda" in software:
         values.update(
             nvidia_driver_branch=software["driver"],

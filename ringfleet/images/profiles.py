@@ -119,3 +119,11 @@ def _check_pip(text: str, pins: dict[str, str], parent: str, where: str) -> None
         raise RingfleetError(
             where, f"conflicts with {parent}'s pin {canonicalize_name(req.name)}=={pinned}", text
         )
+
+
+def added_pins(profile: AddedProfile) -> dict[str, str]:
+    """`{canonical name: version}` of the profile's own lock (profiles/<name>.txt); {}
+    before `images lock` wrote it."""
+    lock = profile.path.with_suffix(".txt")
+    text = lock.read_text(encoding="utf-8") if lock.is_file() else ""
+    return {canonicalize_name(n): v for n, v in LOCK_PIN.findall(text)}

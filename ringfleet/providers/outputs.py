@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ringfleet.images.profiles import added_pins
 from ringfleet.spec import ClusterSpec, ResolvedPool, size_bytes
 
 OUT_CLUSTER = "cluster"
@@ -45,6 +46,13 @@ def pool_output(pool: ResolvedPool, nodes: list[dict[str, Any]]) -> dict[str, An
     }
     if pool.profile.legacy_keras:
         software["legacyKeras"] = pool.profile.legacy_keras
+    if pool.added is not None:
+        # What an added profile's image holds beyond its parent, for `verify` to check.
+        software["added"] = {
+            "profile": pool.added.name,
+            "pip": added_pins(pool.added),
+            "apt": list(pool.added.apt),
+        }
     if pool.gpu is not None:
         # GPU pools need the CUDA-enabled wheel, pulled with its CUDA libraries.
         software.update(

@@ -82,3 +82,20 @@ def test_an_unknown_profile_names_the_field_in_one_line(project) -> None:
             "(got 'tables')"
         ],
     )
+
+
+def pool_hostvars(project) -> dict:
+    from ringfleet.converge.inventory import render_inventory
+    from ringfleet.providers.outputs import static_outputs
+
+    inventory = render_inventory(static_outputs(load_spec("local", project)))
+    group = next(
+        g
+        for g in inventory["all"]["children"].values()
+        if g.get("vars", {}).get("ringfleet_added_profile")
+    )
+    return group["vars"]
+
+
+def test_inventory_gives_verify_the_added_pins(project) -> None:
+    assert pool_hostvars(project)["ringfleet_added_pip"] == {"tabulate": "0.9.0"}

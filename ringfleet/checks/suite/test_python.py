@@ -55,6 +55,19 @@ def test_venv_package_is_the_pinned_version(shell, hostvars, package: str) -> No
     assert result.stdout.strip() == _pins(hostvars)[dist], result.stderr[-300:]
 
 
+def test_venv_has_the_added_profiles_packages(shell, hostvars) -> None:
+    """A node of an added profile (profiles/<name>.yaml) has each package of its lock."""
+    pins = hostvars.get("ringfleet_added_pip") or {}
+    if not pins:
+        pytest.skip("the node's pool is on a built-in profile: nothing added")
+    code = (
+        "import importlib.metadata as m, json, sys; "
+        "print(json.dumps({n: m.version(n) for n in sys.argv[1:]}))"
+    )
+    result = shell.run(f"{shell.venv}/bin/python -c {shlex.quote(code)} {shlex.join(pins)}")
+    assert json.loads(result.stdout or "{}") == pins, result.stderr[-300:]
+
+
 def test_venv_has_no_broken_requirements(shell) -> None:
     result = shell.run(f"{shell.venv}/bin/python -m pip check --disable-pip-version-check")
     broken = []
