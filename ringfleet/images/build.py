@@ -9,7 +9,6 @@ its lock, so editing either makes a new image and an unchanged profile is never 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import shlex
@@ -18,15 +17,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
-
-from ringfleet.errors import RingfleetError, RuntimeFailure
-from ringfleet.images.lock import profile_lock_path
-from ringfleet.images.profiles import LOCK_PIN, PROFILES_DIR, AddedProfile, parent_pins
-from ringfleet.images.record import NODE_PYTHON, make_record, read_versions, write_record
-from ringfleet.providers.docker.images import NODE_IMAGE_FILE, NODE_IMAGE_REPO
-from ringfleet.spec import ClusterSpec, ResolvedPool
+from ringfleet.errors import RuntimeFailure
+from ringfleet.images.lock import added_image_tag, lock_for
+from ringfleet.images.record import (
+    NODE_IMAGE_FILE,
+    NODE_PYTHON,
+    make_record,
+    read_versions,
+    write_record,
+)
+from ringfleet.spec import ResolvedPool
 
 LABEL_ADDED = "ringfleet.added-profile"
 LOCK_IN_CONTAINER = "/tmp/ringfleet-profile-lock.txt"
@@ -52,29 +52,6 @@ class Built:
     seconds: float
 
 
-def lock_for(profile: AddedProfile, root: Path) -> Path:
-    """The profile's lock, refused when missing or when it does not cover the pip list."""
-    path = profile_lock_path(root, profile.name)
-    where = f"{PROFILES_DIR}/{path.name}"
-    if not path.is_file():
-        raise RingfleetError(where, f"missing; run `ringfleet images lock {profile.name}` first")
-    locked = {canonicalize_name(n) for n, _ in LOCK_PIN.findall(path.read_text())}
-    pinned = set(parent_pins(root, profile.extends))
-    for text in profile.pip:
-        name = canonicalize_name(Requirement(text).name)
-        if name not in locked | pinned:
-            raise RingfleetError(
-                where, f"does not lock {name}; run `ringfleet images lock {profile.name}` again"
-            )
-    return path
-
-
-def added_image_tag(parent_tag: str, profile: AddedProfile, lock: Path) -> str:
-    h = hashlib.sha256(parent_tag.encode() + b"\0")
-    h.update(profile.path.read_bytes() + b"\0" + lock.read_bytes())
-    return f"{NODE_IMAGE_REPO}:{profile.name}-{h.hexdigest()[:16]}"
-
-
 def _exec(container, step: str, argv: list[str], profile: str) -> None:
     code, output = container.exec_run(argv)
     if code != 0:
@@ -91,17 +68,16 @@ def _put(container, path: str, data: bytes) -> None:
     container.put_archive(str(Path(path).parent), buf.getvalue())
 
 
-def build_added(client, spec: ClusterSpec, pool: ResolvedPool, root: Path, console) -> Built:
-    """Build (or find) the image of `pool`'s added profile, baking its parent if need be."""
+def build_added(client, pool: ResolvedPool, root: Path, parent: str) -> Built:
+    """Build (or find) the image of `pool`'s added profile on its parent's image `parent`
+    (the caller bakes the parent first: ensure_node_image in the docker provider)."""
     from ringfleet.providers.docker.baseimage import find_image
-    from ringfleet.providers.docker.images import ensure_node_image
 
     started = time.monotonic()
     profile = pool.added
     if profile is None:
         raise ValueError(f"pool {pool.name} is not on an added profile")
     lock = lock_for(profile, root)
-    parent = ensure_node_image(client, spec, dataclasses.replace(pool, added=None), root, console)
     tag = added_image_tag(parent, profile, lock)
     if find_image(client, tag) is not None:
         return Built(tag, parent, True, time.monotonic() - started)

@@ -100,14 +100,15 @@ def register(app: typer.Typer, console: Console) -> None:
         from ringfleet.images.build import build_added
         from ringfleet.images.catalog import find_profile, profile_pool
         from ringfleet.providers.docker.engine import docker_client
+        from ringfleet.providers.docker.images import ensure_node_image
         from ringfleet.spec import load_spec, project_root
 
-        spec, root = load_spec(env), project_root()
+        spec, root, client = load_spec(env), project_root(), docker_client()
         profile = _added(root, name)
         pool, via = profile_pool(spec, find_profile(profile.extends))
-        built = build_added(
-            docker_client(), spec, dataclasses.replace(pool, added=profile), root, console
-        )
+        parent_pool = dataclasses.replace(pool, added=None)
+        parent = ensure_node_image(client, spec, parent_pool, root, console)
+        built = build_added(client, dataclasses.replace(pool, added=profile), root, parent)
         how = "cached" if built.cached else f"built in {built.seconds:.0f} s"
         console.print(
             f"build {name}: {built.tag} ({how}), on {built.parent}, the image of env {env}'s {via}",

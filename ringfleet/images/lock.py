@@ -10,6 +10,7 @@ installs the parent's own lock (docs/pinning.md).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -20,11 +21,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from ringfleet.errors import RingfleetError
 from ringfleet.files import write_atomic
-from ringfleet.images.profiles import PROFILES_DIR, AddedProfile, parent_pins
+from ringfleet.images.profiles import LOCK_PIN, PROFILES_DIR, AddedProfile, parent_pins
+from ringfleet.images.record import NODE_IMAGE_REPO
 
 # pip resolves environment markers and picks wheels for the interpreter it runs on, which
 # must be the nodes': CPython 3.11 on Linux x86_64 (Debian bookworm), as scripts/compile-pins.sh.
@@ -119,3 +122,26 @@ def lock_profile(profile: AddedProfile, root: Path) -> LockResult:
     text = lock_text(profile, added)
     path = write_atomic(profile_lock_path(root, profile.name), text, LOCK_FILE_MODE)
     return LockResult(path, added, time.monotonic() - started)
+
+
+def lock_for(profile: AddedProfile, root: Path) -> Path:
+    """The profile's lock, refused when missing or when it does not cover the pip list."""
+    path = profile_lock_path(root, profile.name)
+    where = f"{PROFILES_DIR}/{path.name}"
+    if not path.is_file():
+        raise RingfleetError(where, f"missing; run `ringfleet images lock {profile.name}` first")
+    locked = {canonicalize_name(n) for n, _ in LOCK_PIN.findall(path.read_text())}
+    pinned = set(parent_pins(root, profile.extends))
+    for text in profile.pip:
+        name = canonicalize_name(Requirement(text).name)
+        if name not in locked | pinned:
+            raise RingfleetError(
+                where, f"does not lock {name}; run `ringfleet images lock {profile.name}` again"
+            )
+    return path
+
+
+def added_image_tag(parent_tag: str, profile: AddedProfile, lock: Path) -> str:
+    h = hashlib.sha256(parent_tag.encode() + b"\0")
+    h.update(profile.path.read_bytes() + b"\0" + lock.read_bytes())
+    return f"{NODE_IMAGE_REPO}:{profile.name}-{h.hexdigest()[:16]}"

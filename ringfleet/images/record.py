@@ -15,6 +15,10 @@ import time
 from pathlib import Path
 
 RECORD_FILE = "/etc/ringfleet/image.json"
+NODE_IMAGE_REPO = "ringfleet/node"
+# Where a baked image names itself (its tag): the one fact `up` checks per node before it
+# runs only the node part of the roles (playbooks/validate.yml reads it).
+NODE_IMAGE_FILE = "/etc/ringfleet/node-image"
 RECORD_SCHEMA = 1
 # The node venv the roles install the Python stack into (roles/tensorflow defaults).
 NODE_PYTHON = "/opt/ringfleet/venv/bin/python"

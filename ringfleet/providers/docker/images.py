@@ -7,17 +7,18 @@ cached image is reused exactly when the result would be the same.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
 
 from ringfleet import paths
 from ringfleet.converge.nodefiles import IMAGE_INPUTS, reaches_node
+from ringfleet.images.lock import added_image_tag, lock_for
+from ringfleet.images.record import NODE_IMAGE_FILE, NODE_IMAGE_REPO
 from ringfleet.providers.docker.container import DEFAULT_DOCKER_IMAGE
 from ringfleet.spec import ClusterSpec, ResolvedPool
 from ringfleet.state import HOST_CA_BUNDLE
-
-NODE_IMAGE_REPO = "ringfleet/node"
 
 
 def node_input_files(root: Path, names: tuple[str, ...] = IMAGE_INPUTS) -> list[Path]:
@@ -86,16 +87,11 @@ def node_image_tag(spec: ClusterSpec, pool: ResolvedPool, root: Path) -> str:
     tag = f"{NODE_IMAGE_REPO}:{pool.profile.name}-{digest}"
     if pool.added is None:
         return tag
-    from ringfleet.images.build import added_image_tag, lock_for
-
     return added_image_tag(tag, pool.added, lock_for(pool.added, root))
 
 
 LABEL_IMAGE_INPUTS = "ringfleet.image-inputs"
 LABEL_BAKE = "ringfleet.bake"
-# Where a baked image names itself (its tag): the one fact `up` checks per node before it
-# runs only the node part of the roles (playbooks/validate.yml reads it).
-NODE_IMAGE_FILE = "/etc/ringfleet/node-image"
 # What the bake leaves behind that must not be in an image: per-node host keys
 # (every node would share them) and package caches (size only).
 BAKE_CLEANUP = "rm -f /etc/ssh/ssh_host_* && apt-get clean && rm -rf /root/.cache /tmp/* /var/tmp/*"
@@ -108,7 +104,9 @@ def ensure_node_image(client, spec: ClusterSpec, pool: ResolvedPool, root: Path,
     if pool.added is not None:
         from ringfleet.images.build import build_added
 
-        built = build_added(client, spec, pool, root, console)
+        parent_pool = dataclasses.replace(pool, added=None)
+        parent = ensure_node_image(client, spec, parent_pool, root, console)
+        built = build_added(client, pool, root, parent)
         how = "cached" if built.cached else f"built on {built.parent} in {built.seconds:.0f} s"
         console.print(f"  image {built.tag}: {how}", highlight=False)
         return built.tag
