@@ -377,6 +377,7 @@ def _lock(spec, started: float) -> None:
     import time
 
     from ringfleet.checks import lock as lockmod
+    from ringfleet.checks.inventory import require_inventory
     from ringfleet.checks.verify import Report as VerifyReport
     from ringfleet.checks.verify import print_report, rel
     from ringfleet.providers import for_spec
@@ -385,6 +386,9 @@ def _lock(spec, started: float) -> None:
     root = project_root()
     path = lockmod.lock_path(root, env)
     previous = lockmod.read_lock(path, rel(path, root))
+    # A missing inventory is the user's next step (`up`), said before any provider is
+    # asked for its nodes (which, for local, needs a running Docker engine).
+    require_inventory(root, env)
     read = lockmod.lock_env(root, env, for_spec(spec).nodes(), previous)
     if read.drifts:
         print_report(VerifyReport(env, drift=read.drifts, drift_against="pool peers"), console)
