@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from ringfleet import paths
+from ringfleet.nodes import RUNNING
 from tests.baremetal.conftest import ADMIN, CLUSTER_SUBNET, SHARED_MOUNT
 from tests.conftest import ROOT, report, run_cli
 
@@ -38,6 +39,7 @@ COLD_TIMEOUT = 3600
 LOST_WITHIN_SECONDS = 60
 # The job user's uid and gid on every host (roles/common: common_job_user_uid).
 JOB_UID = 2000
+JOB_USER = "rf"
 HANG_JOB = """\
 name: hang
 pool: cpu
@@ -200,6 +202,28 @@ def test_inventory_connects_as_the_sudo_admin(cold_up, project) -> None:
     inventory = yaml.safe_load(paths.inventory_path(project, ENV).read_text())
     h2 = inventory["all"]["children"]["pool_cpu"]["hosts"]["h2"]
     assert (h2["ansible_user"], h2["ansible_become"]) == (ADMIN, True)
+
+
+def test_hosts_still_let_the_admin_in_after_converge(re_up, project) -> None:
+    """ssh_mesh hardens sshd; the sudo admin ringfleet connects as must keep its key login."""
+    found = spec_nodes(project)
+    for node in found.values():
+        node.close()  # a master connection from before the converge would hide a lock-out
+    assert {name: node.state() for name, node in found.items()} == {"h1": RUNNING, "h2": RUNNING}
+
+
+def test_job_user_reaches_the_other_host_over_the_mesh(re_up, project, bare_pair) -> None:
+    h1 = spec_nodes(project, "h1")["h1"]
+    code, text = h1.run(["ssh", bare_pair[1].address, "hostname"], user=JOB_USER)
+    assert (code, text.strip()) == (0, bare_pair[1].name)
+
+
+@pytest.mark.parametrize("host", ["h1", "h2"])
+def test_mpi_is_given_the_cluster_subnet(re_up, project, host: str) -> None:
+    """No `interface` in the spec: h1 has the subnet on eth0 and h2 on eth1, so Open MPI
+    gets the subnet, which names the right device on each."""
+    text = spec_nodes(project, host)[host].run(["cat", "/etc/openmpi/openmpi-mca-params.conf"])[1]
+    assert re.findall(r"^btl_tcp_if_include = (\S+)$", text, re.M) == [CLUSTER_SUBNET]
 
 
 def test_status_shows_both_hosts_running(re_up, project) -> None:
