@@ -58,57 +58,6 @@ def start_hang_until_training() -> tuple[subprocess.Popen, list[str]]:
     return proc, lines
 
 
-@pytest.fixture(scope="module")
-def digits(local_cluster):
-    proc = run_cli("run", "local", "jobs/digits.yaml", timeout=1800)
-    return proc
-
-
-def test_digits_exits_zero(digits) -> None:
-    assert digits.returncode == 0, digits.stdout[-3000:] + digits.stderr[-2000:]
-
-
-def test_digits_reaches_target_accuracy(digits) -> None:
-    metrics = json.loads(
-        node_exec("rf-local-cpu-1", "cat", record_dir(digits.stdout) + "/metrics.json").stdout
-    )
-    assert (metrics["ranks"], metrics["val_accuracy"] >= 0.9) == (4, True), metrics
-
-
-def test_digits_saves_the_model(digits) -> None:
-    path = record_dir(digits.stdout) + "/model.keras"
-    assert node_exec("rf-local-cpu-3", "test", "-s", path).returncode == 0
-
-
-@pytest.mark.parametrize(("rank", "node"), [(0, "rf-local-cpu-1"), (3, "rf-local-cpu-2")])
-def test_output_is_prefixed_with_rank_and_node(digits, rank: int, node: str) -> None:
-    assert f"[{rank} {node}] rank {rank}/4: trained" in digits.stdout
-
-
-@pytest.mark.parametrize("name", RECORD_FILES)
-def test_run_record_file_exists(digits, name: str) -> None:
-    path = f"{record_dir(digits.stdout)}/{name}"
-    assert node_exec("rf-local-cpu-2", "test", "-s", path).returncode == 0
-
-
-def test_run_status_records_exit_and_timing(digits) -> None:
-    status = json.loads(
-        node_exec("rf-local-cpu-1", "cat", record_dir(digits.stdout) + "/status.json").stdout
-    )
-    assert (status["exit_code"], status["reason"], status["ranks"], status["seconds"] > 0) == (
-        0,
-        "completed",
-        4,
-        True,
-    )
-
-
-def test_runs_lists_the_digits_run(digits) -> None:
-    run_id = record_dir(digits.stdout).rsplit("/", 1)[-1]
-    proc = run_cli("runs", "local")
-    assert (proc.returncode, run_id in proc.stdout.split()) == (0, True)
-
-
 def test_failing_rank_fails_the_run(local_cluster) -> None:
     proc = run_cli("run", "local", str(DATA / "fails.yaml"), timeout=600)
     assert proc.returncode != 0 and "failed" in proc.stdout, proc.stdout[-2000:]
@@ -225,7 +174,9 @@ def test_interrupt_writes_the_record(interrupted) -> None:
         node_exec("rf-local-cpu-1", "cat", record_dir(output) + "/status.json").stdout
     )
     assert (status["reason"], status["exit_code"], status["signal"]) == (
-        "interrupted", 130, "SIGINT"
+        "interrupted",
+        130,
+        "SIGINT",
     )
 
 

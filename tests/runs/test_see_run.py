@@ -1,4 +1,4 @@
-"""Seeing a run on the real local cluster: one digits run, many facts; one detached run.
+"""A run on the real local cluster: one digits run, many facts; one detached run.
 
 The digits run (module-scoped, shared by every fact about it) checks its events, the
 report, the plot, the record's schema, TensorBoard on loopback and the quiet output;
@@ -18,7 +18,7 @@ import urllib.request
 import pytest
 
 from tests.conftest import ROOT, report, run_cli
-from tests.jobs.test_run import node_exec, rank_processes, record_dir
+from tests.jobs.test_run import RECORD_FILES, node_exec, rank_processes, record_dir
 
 pytestmark = pytest.mark.docker
 
@@ -29,8 +29,15 @@ LINE_RE = re.compile(r"^\[(\d+) [^\]]+\] (.*)$")
 
 
 @pytest.fixture(scope="module")
-def digits(local_cluster):
-    proc = run_cli("run", "local", "jobs/digits.yaml", timeout=1800)
+def digits_run(local_cluster) -> subprocess.CompletedProcess:
+    """The one digits run of the local cluster's tests: 4 ranks, 2 on each of 2 nodes."""
+    return run_cli("run", "local", "jobs/digits.yaml", timeout=1800)
+
+
+@pytest.fixture(scope="module")
+def digits(digits_run):
+    """(the run, its record directory), for the facts that need it to have completed."""
+    proc = digits_run
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     return proc, record_dir(proc.stdout)
 
@@ -44,15 +51,17 @@ def run_id(digits) -> str:
 def shown(run_id, tmp_path_factory):
     """`runs local RUN --plot --html`: its output and the two files."""
     out = tmp_path_factory.mktemp("report")
-    proc = run_cli("runs", "local", run_id, "--plot", str(out / "run.png"),
-                   "--html", str(out / "run.html"))
+    proc = run_cli(
+        "runs", "local", run_id, "--plot", str(out / "run.png"), "--html", str(out / "run.html")
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout, (out / "run.png").read_bytes(), (out / "run.html").read_text()
 
 
 def test_digits_writes_tensorboard_events(digits) -> None:
-    found = node_exec("rf-local-cpu-2", "find", f"{digits[1]}/tensorboard", "-name",
-                      "events.out.tfevents.*")
+    found = node_exec(
+        "rf-local-cpu-2", "find", f"{digits[1]}/tensorboard", "-name", "events.out.tfevents.*"
+    )
     assert found.stdout.strip() != "", found.stderr
 
 
@@ -108,9 +117,20 @@ def tensorboard(run_id, request):
     """`ringfleet tensorboard local RUN` serving; what it served; how it stopped."""
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ringfleet.cli", "tensorboard", "local", run_id,
-         "--port", str(TB_PORT)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "ringfleet.cli",
+            "tensorboard",
+            "local",
+            run_id,
+            "--port",
+            str(TB_PORT),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     for line in proc.stdout:
         if "http://" in line:
@@ -121,8 +141,11 @@ def tensorboard(run_id, request):
     others = non_loopback_reachable(TB_PORT)
     proc.send_signal(subprocess.signal.SIGINT)
     rest = proc.communicate(timeout=60)[0]
-    left = subprocess.run(["docker", "ps", "-aq", "--filter", "name=ringfleet-tensorboard"],
-                          capture_output=True, text=True).stdout.strip()
+    left = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", "name=ringfleet-tensorboard"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     return {"runs": runs, "others": others, "code": proc.returncode, "rest": rest, "left": left}
 
 
@@ -161,7 +184,10 @@ def detached(local_cluster, request):
     run = re.search(r"run (\S+): detached", proc.stdout).group(1)
     follow = subprocess.Popen(
         [sys.executable, "-m", "ringfleet.cli", "logs", "local", run, "-f"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     seen = []
     for line in follow.stdout:
@@ -171,8 +197,14 @@ def detached(local_cluster, request):
     cancel = run_cli("cancel", "local", run, timeout=120)
     rest = follow.communicate(timeout=120)[0]
     status = json.loads(run_cli("runs", "local", run, "--json").stdout)
-    return {"run": run, "seen": "".join(seen), "rest": rest, "cancel": cancel,
-            "follow_code": follow.returncode, "status": status}
+    return {
+        "run": run,
+        "seen": "".join(seen),
+        "rest": rest,
+        "cancel": cancel,
+        "follow_code": follow.returncode,
+        "status": status,
+    }
 
 
 def test_logs_follow_shows_rank_output(detached) -> None:
@@ -194,3 +226,51 @@ def test_logs_follow_ends_with_the_run(detached) -> None:
 @pytest.mark.parametrize("node", ["rf-local-cpu-1", "rf-local-cpu-2"])
 def test_cancel_leaves_no_rank_running(detached, node: str) -> None:
     assert rank_processes(node) == []
+
+
+# -- the run itself (moved from tests/jobs/test_run.py: one digits run serves both) ----------
+
+
+def test_digits_exits_zero(digits_run) -> None:
+    assert digits_run.returncode == 0, digits_run.stdout[-3000:] + digits_run.stderr[-2000:]
+
+
+def test_digits_reaches_target_accuracy(digits_run) -> None:
+    metrics = json.loads(
+        node_exec("rf-local-cpu-1", "cat", record_dir(digits_run.stdout) + "/metrics.json").stdout
+    )
+    assert (metrics["ranks"], metrics["val_accuracy"] >= 0.9) == (4, True), metrics
+
+
+def test_digits_saves_the_model(digits_run) -> None:
+    path = record_dir(digits_run.stdout) + "/model.keras"
+    assert node_exec("rf-local-cpu-3", "test", "-s", path).returncode == 0
+
+
+@pytest.mark.parametrize(("rank", "node"), [(0, "rf-local-cpu-1"), (3, "rf-local-cpu-2")])
+def test_output_is_prefixed_with_rank_and_node(digits_run, rank: int, node: str) -> None:
+    assert f"[{rank} {node}] rank {rank}/4: trained" in digits_run.stdout
+
+
+@pytest.mark.parametrize("name", RECORD_FILES)
+def test_run_record_file_exists(digits_run, name: str) -> None:
+    path = f"{record_dir(digits_run.stdout)}/{name}"
+    assert node_exec("rf-local-cpu-2", "test", "-s", path).returncode == 0
+
+
+def test_run_status_records_exit_and_timing(digits_run) -> None:
+    status = json.loads(
+        node_exec("rf-local-cpu-1", "cat", record_dir(digits_run.stdout) + "/status.json").stdout
+    )
+    assert (status["exit_code"], status["reason"], status["ranks"], status["seconds"] > 0) == (
+        0,
+        "completed",
+        4,
+        True,
+    )
+
+
+def test_runs_lists_the_digits_run(digits_run) -> None:
+    run_id = record_dir(digits_run.stdout).rsplit("/", 1)[-1]
+    proc = run_cli("runs", "local")
+    assert (proc.returncode, run_id in proc.stdout.split()) == (0, True)
