@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import matplotlib
+import yaml
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -70,6 +71,12 @@ def hand_command(launcher: str, job, placement, out: str) -> list[str]:
     if launcher == "horovodrun":
         return [HOROVODRUN, *np, "-H", hosts, *script]
     return [MPIRUN, *np, "-H", hosts, *CLASSIC_MPIRUN_FLAGS, *script]
+
+
+def _timed(job_name: str) -> str:
+    """`ITERS x 5` from a bench job's own arguments (synthetic.py: 5 batches per iteration)."""
+    args = yaml.safe_load((BENCH / "jobs" / f"{job_name}.yaml").read_text())["entry"]["args"]
+    return f"{args[args.index('--num-iters') + 1]} x 5"
 
 
 def run_once(spec, launcher: str, job_name: str, serial: int) -> float:
@@ -181,8 +188,9 @@ def main(argv: list[str]) -> int:
             "",
             f"Measured until {stamp} on this machine: {rounds} alternating rounds. "
             "Local cluster, nodes rf-local-cpu-1 and -2 "
-            "(2 CPUs each, on a 2-core host); synthetic CNN, batch 32 per rank, 8 x 5 "
-            "timed batches; score = the job's total img/s.",
+            "(2 CPUs each, on a 2-core host); synthetic CNN, batch 32 per rank, "
+            f"{_timed('peer-1')} timed batches at 1 rank/node, {_timed('peer-2')} at 2 "
+            "ranks/node; score = the job's total img/s.",
             "",
             *table,
             "",

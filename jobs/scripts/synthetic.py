@@ -92,12 +92,17 @@ def main() -> int:
     # Rank 0's throughput per iteration as TensorBoard events (`ringfleet tensorboard`).
     events = rank == 0 and args.output
     writer = tf.summary.create_file_writer(f"{args.output}/tensorboard") if events else None
+    saving = checkpoints.is_dir() and args.checkpoint_every > 0
     for i in range(first_iter, max(args.num_iters, first_iter + 1)):
-        if rank == 0 and checkpoints.is_dir() and args.checkpoint_every and i > first_iter:
-            if i % args.checkpoint_every == 0:
+        if saving and i > first_iter and i % args.checkpoint_every == 0:
+            if rank == 0:
                 model.save_weights(str(checkpoints / f"iter-{i:06d}.weights.h5"))
                 (checkpoints / "latest.tmp").write_text(f"{i}\n")
                 os.replace(checkpoints / "latest.tmp", checkpoints / "latest")
+            # Every rank waits here for rank 0's save, outside the timing: otherwise the
+            # other ranks' next timed allreduce would wait for it and count the save as
+            # training time (a few % of img/s at 1 rank per node, bench (e)).
+            hvd.allreduce(tf.constant(0.0), name=f"checkpoint_{i}")
         started = time.perf_counter()
         for _ in range(args.num_batches_per_iter):
             step(False)
