@@ -118,8 +118,18 @@ def register(app: typer.Typer, console: Console) -> None:
     @images.command("export")
     def export(
         profile: Annotated[str, typer.Argument(help="Profile, e.g. tf2.15")],
-        output: Annotated[Path, typer.Option("-o", "--output", help="Archive file to write")],
+        output: Annotated[
+            Path, typer.Option("-o", "--output", help="Archive file (with --wheels: a directory)")
+        ],
         env: EnvOption = "local",
+        wheels: Annotated[
+            bool,
+            typer.Option(
+                "--wheels",
+                help="Write the image's Horovod wheel (in the roles' shared-storage layout) "
+                "and its Python lock instead, for hosts not made from the image",
+            ),
+        ] = False,
     ) -> None:
         """Write PROFILE's node image for ENV and its record into one archive (docker save)."""
         from ringfleet.errors import RingfleetError
@@ -142,6 +152,9 @@ def register(app: typer.Typer, console: Console) -> None:
                 f"image {tag} is not built here; `ringfleet up {env}` "
                 "bakes it (or import an archive of it)",
             )
+        if wheels:
+            _export_wheels(console, client, profile, tag, output)
+            return
         record = archive_record(spec, pool, root, tag, image, read_record(client, tag))
         inputs = record["inputs"]
         g = pool.gpu
@@ -187,3 +200,20 @@ def _added(root: Path, name: str):
         known = ", ".join(sorted(profiles)) or "none"
         raise RingfleetError(f"profiles/{name}.yaml", f"no such added profile (added: {known})")
     return profiles[name]
+
+
+def _export_wheels(console: Console, client, profile: str, tag: str, output: Path) -> None:
+    from ringfleet.images.wheels import SHARED_SUBDIR, export_wheels
+
+    done = export_wheels(client, tag, output)
+    console.print(
+        f"export {profile} --wheels: {done.wheel.name} (sha256 {done.sha256[:12]}...), the "
+        f"Horovod build of {tag}, in {done.record_dir}; the Python lock in {done.lock} "
+        f"({done.seconds:.1f} s)",
+        highlight=False,
+    )
+    console.print(
+        f"  copy {done.record_dir.name}/ into <shared mount>/{SHARED_SUBDIR}/ on the cluster's "
+        "shared storage: `up` then installs this wheel on every host instead of compiling",
+        highlight=False,
+    )
