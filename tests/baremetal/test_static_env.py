@@ -175,7 +175,32 @@ def site_ready(trusted, project):
 
 
 @pytest.fixture(scope="module")
-def cold_up(site_ready, trusted, project, request):
+def exported_wheel(site_ready, project, tmp_path_factory, request) -> dict | None:
+    """What a site does with `images export tf2.15 --wheels`: put the node image's Horovod
+    build on the cluster's shared storage, as its admin, so no host compiles it.
+
+    None when no tf2.15 node image is on this engine (`make test`'s first tier bakes it;
+    alone, this module would bake nothing just for the wheel) and the hosts compile."""
+    wheels = tmp_path_factory.mktemp("wheels")
+    proc = run_cli("images", "export", "tf2.15", "--wheels", "-o", str(wheels), "--env", "local")
+    if "is not built here" in proc.stderr:
+        report(request, "static env: no tf2.15 node image here, so the hosts compile Horovod")
+        return None
+    assert proc.returncode == 0, out(proc)
+    report(request, f"static env: {proc.stdout.splitlines()[0]}")
+    (record_dir,) = (wheels / "horovod").iterdir()
+    h1 = spec_nodes(project, "h1")["h1"]
+    shared = f"{SHARED_MOUNT}/.ringfleet/horovod/{record_dir.name}"
+    h1.run(["mkdir", "-p", shared])
+    # The wheel first, its sums file last: a host that sees the sums finds the whole wheel.
+    for path in sorted(record_dir.iterdir(), key=lambda p: p.name == "SHA256SUMS"):
+        h1.put_file(f"{shared}/{path.name}", path.read_bytes(), (0, 0))
+    digest, name = (record_dir / "SHA256SUMS").read_text().split()
+    return {"name": name, "sha256": digest}
+
+
+@pytest.fixture(scope="module")
+def cold_up(site_ready, exported_wheel, trusted, project, request):
     proc, seconds = timed(project, "up", ENV, timeout=COLD_TIMEOUT)
     report(
         request, f"static env: cold up of 2 bare hosts in {seconds:.0f} s (rc {proc.returncode})"
@@ -185,6 +210,20 @@ def cold_up(site_ready, trusted, project, request):
 
 def test_cold_up_converges(cold_up) -> None:
     assert cold_up.returncode == 0, out(cold_up)
+
+
+@pytest.mark.parametrize("host", ["h1", "h2"])
+def test_cold_up_installed_the_exported_wheel_without_building(
+    cold_up, exported_wheel, project, host: str
+) -> None:
+    """No sdist was fetched (the build fetches it first) and the host's wheel is the export."""
+    if exported_wheel is None:
+        pytest.skip("no tf2.15 node image on this engine to export the wheel from")
+    node = spec_nodes(project, host)[host]
+    fetched = node.run(["test", "-e", "/opt/ringfleet/src/horovod-0.28.1.tar.gz"], check=False)[0]
+    wheel = f"/opt/ringfleet/wheels/{exported_wheel['name']}"
+    digest = node.run(["sha256sum", wheel])[1].split()[0]
+    assert (fetched != 0, digest) == (True, exported_wheel["sha256"])
 
 
 @pytest.fixture(scope="module")
