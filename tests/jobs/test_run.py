@@ -1,4 +1,8 @@
-"""`ringfleet run` on the real local cluster: training, records, timeout, node loss, refusal."""
+"""`ringfleet run` on the real local cluster: failures, timeout, node loss, refusal.
+
+The digits run's own facts (exit, accuracy, model, prefixes, record files) are in
+tests/runs/test_see_run.py, on the one digits run the local cluster's tests share.
+"""
 
 from __future__ import annotations
 
