@@ -106,22 +106,34 @@ def write_record(container, record: dict) -> None:
     container.put_archive(str(Path(RECORD_FILE).parent), buf.getvalue())
 
 
-def read_record(client, tag: str) -> dict | None:
-    """The record inside image `tag`, or None when it has none (baked before records).
+def image_files(client, tag: str, *paths: str) -> dict[str, bytes]:
+    """The regular files at `paths` (files or directories) in image `tag`, by base name.
 
-    The file is copied out of a created, never started, container: nothing runs.
+    Copied out of a created, never started, container: nothing runs. A missing path
+    raises docker.errors.NotFound.
     """
-    import docker.errors
+    from pathlib import PurePosixPath
 
     container = client.containers.create(tag, command=["true"])
+    found: dict[str, bytes] = {}
     try:
-        stream, _ = container.get_archive(RECORD_FILE)
-        raw = b"".join(stream)
-    except docker.errors.NotFound:
-        return None
+        for path in paths:
+            stream, _ = container.get_archive(path)
+            with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+                for member in tar.getmembers():
+                    if member.isfile():
+                        found[PurePosixPath(member.name).name] = tar.extractfile(member).read()
     finally:
         container.remove(force=True)
-    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
-        member = tar.next()
-        handle = tar.extractfile(member) if member else None
-        return json.loads(handle.read()) if handle else None
+    return found
+
+
+def read_record(client, tag: str) -> dict | None:
+    """The record inside image `tag`, or None when it has none (baked before records)."""
+    import docker.errors
+
+    try:
+        data = image_files(client, tag, RECORD_FILE).get(Path(RECORD_FILE).name)
+    except docker.errors.NotFound:
+        return None
+    return json.loads(data) if data else None

@@ -14,14 +14,13 @@ image's hashed Python lock, what a site without PyPI fetches its packages with.
 from __future__ import annotations
 
 import hashlib
-import io
-import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ringfleet.errors import RingfleetError
 from ringfleet.files import write_atomic
+from ringfleet.images.record import image_files
 
 # Where the roles keep them on a node (roles/horovod and roles/tensorflow defaults).
 WHEEL_DIR = "/opt/ringfleet/wheels"
@@ -49,29 +48,13 @@ def record_hash(marker: bytes) -> str:
     return hashlib.sha256(marker).hexdigest()[:16]
 
 
-def _files_in(client, tag: str, *paths: str) -> dict[str, bytes]:
-    """The regular files at `paths` (files or directories) in image `tag`, by base name."""
-    container = client.containers.create(tag, command=["true"])
-    found: dict[str, bytes] = {}
-    try:
-        for path in paths:
-            stream, _ = container.get_archive(path)
-            with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
-                for member in tar.getmembers():
-                    if member.isfile():
-                        found[PurePosixPath(member.name).name] = tar.extractfile(member).read()
-    finally:
-        container.remove(force=True)
-    return found
-
-
 def export_wheels(client, tag: str, out: Path) -> Wheels:
     """Write image `tag`'s Horovod wheel, its SHA256SUMS and the Python lock under `out`."""
     import docker.errors
 
     started = time.monotonic()
     try:
-        files = _files_in(client, tag, WHEEL_DIR, BUILD_MARKER, PYTHON_LOCK)
+        files = image_files(client, tag, WHEEL_DIR, BUILD_MARKER, PYTHON_LOCK)
     except docker.errors.NotFound as e:
         raise RingfleetError(tag, "has no Horovod build to export (baked before wheels were kept)",
                              str(e.explanation)) from e  # fmt: skip
