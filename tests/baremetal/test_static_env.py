@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from ringfleet import paths
+from ringfleet.images.wheels import SHARED_SUBDIR, SUMS_FILE
 from ringfleet.nodes import RUNNING
 from tests.baremetal.conftest import ADMIN, CLUSTER_SUBNET, SHARED_MOUNT
 from tests.conftest import ROOT, report, run_cli
@@ -190,12 +191,12 @@ def exported_wheel(site_ready, project, tmp_path_factory, request) -> dict | Non
     report(request, f"static env: {proc.stdout.splitlines()[0]}")
     (record_dir,) = (wheels / "horovod").iterdir()
     h1 = spec_nodes(project, "h1")["h1"]
-    shared = f"{SHARED_MOUNT}/.ringfleet/horovod/{record_dir.name}"
+    shared = f"{SHARED_MOUNT}/{SHARED_SUBDIR}/{record_dir.name}"
     h1.run(["mkdir", "-p", shared])
     # The wheel first, its sums file last: a host that sees the sums finds the whole wheel.
-    for path in sorted(record_dir.iterdir(), key=lambda p: p.name == "SHA256SUMS"):
+    for path in sorted(record_dir.iterdir(), key=lambda p: p.name == SUMS_FILE):
         h1.put_file(f"{shared}/{path.name}", path.read_bytes(), (0, 0))
-    digest, name = (record_dir / "SHA256SUMS").read_text().split()
+    digest, name = (record_dir / SUMS_FILE).read_text().split()
     return {"name": name, "sha256": digest}
 
 

@@ -178,9 +178,7 @@ def test_interrupt_writes_the_record(interrupted) -> None:
         node_exec("rf-local-cpu-1", "cat", record_dir(output) + "/status.json").stdout
     )
     assert (status["reason"], status["exit_code"], status["signal"]) == (
-        "interrupted",
-        130,
-        "SIGINT",
+        "interrupted", 130, "SIGINT"
     )
 
 

@@ -51,17 +51,15 @@ def run_id(digits) -> str:
 def shown(run_id, tmp_path_factory):
     """`runs local RUN --plot --html`: its output and the two files."""
     out = tmp_path_factory.mktemp("report")
-    proc = run_cli(
-        "runs", "local", run_id, "--plot", str(out / "run.png"), "--html", str(out / "run.html")
-    )
+    proc = run_cli("runs", "local", run_id, "--plot", str(out / "run.png"),
+                   "--html", str(out / "run.html"))
     assert proc.returncode == 0, proc.stderr
     return proc.stdout, (out / "run.png").read_bytes(), (out / "run.html").read_text()
 
 
 def test_digits_writes_tensorboard_events(digits) -> None:
-    found = node_exec(
-        "rf-local-cpu-2", "find", f"{digits[1]}/tensorboard", "-name", "events.out.tfevents.*"
-    )
+    found = node_exec("rf-local-cpu-2", "find", f"{digits[1]}/tensorboard", "-name",
+                      "events.out.tfevents.*")
     assert found.stdout.strip() != "", found.stderr
 
 
@@ -117,20 +115,9 @@ def tensorboard(run_id, request):
     """`ringfleet tensorboard local RUN` serving; what it served; how it stopped."""
     started = time.monotonic()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ringfleet.cli",
-            "tensorboard",
-            "local",
-            run_id,
-            "--port",
-            str(TB_PORT),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        [sys.executable, "-m", "ringfleet.cli", "tensorboard", "local", run_id,
+         "--port", str(TB_PORT)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     for line in proc.stdout:
         if "http://" in line:
@@ -141,11 +128,8 @@ def tensorboard(run_id, request):
     others = non_loopback_reachable(TB_PORT)
     proc.send_signal(subprocess.signal.SIGINT)
     rest = proc.communicate(timeout=60)[0]
-    left = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", "name=ringfleet-tensorboard"],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    left = subprocess.run(["docker", "ps", "-aq", "--filter", "name=ringfleet-tensorboard"],
+                          capture_output=True, text=True).stdout.strip()
     return {"runs": runs, "others": others, "code": proc.returncode, "rest": rest, "left": left}
 
 
@@ -184,10 +168,7 @@ def detached(local_cluster, request):
     run = re.search(r"run (\S+): detached", proc.stdout).group(1)
     follow = subprocess.Popen(
         [sys.executable, "-m", "ringfleet.cli", "logs", "local", run, "-f"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     seen = []
     for line in follow.stdout:
@@ -197,14 +178,8 @@ def detached(local_cluster, request):
     cancel = run_cli("cancel", "local", run, timeout=120)
     rest = follow.communicate(timeout=120)[0]
     status = json.loads(run_cli("runs", "local", run, "--json").stdout)
-    return {
-        "run": run,
-        "seen": "".join(seen),
-        "rest": rest,
-        "cancel": cancel,
-        "follow_code": follow.returncode,
-        "status": status,
-    }
+    return {"run": run, "seen": "".join(seen), "rest": rest, "cancel": cancel,
+            "follow_code": follow.returncode, "status": status}
 
 
 def test_logs_follow_shows_rank_output(detached) -> None:
