@@ -33,6 +33,7 @@ BIN = Path(sys.executable).parent
 # The components of site.yml in the order they converge, with their target group.
 # nvidia precedes horovod: a Horovod build with NCCL needs CUDA and NCCL installed.
 COMPONENTS = (
+    ("site_sources", "ringfleet_nodes"),
     ("ca_trust", "ringfleet_nodes"),
     ("common", "ringfleet_nodes"),
     ("ssh_mesh", "ringfleet_nodes"),
