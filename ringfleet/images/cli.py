@@ -91,12 +91,16 @@ def register(app: typer.Typer, console: Console) -> None:
 
     @images.command("build")
     def build(
-        name: Annotated[str, typer.Argument(help="Added profile: profiles/NAME.yaml")],
+        name: Annotated[
+            str, typer.Argument(help="Added profile (profiles/NAME.yaml) or built-in, e.g. tf2.15")
+        ],
         env: EnvOption = "local",
     ) -> None:
-        """Build an added profile's image on its parent's image: only what it adds runs."""
+        """Build an added profile's image on its parent's image (only what it adds runs), or
+        bake a built-in profile's image with the roles; a cached image is kept."""
         import dataclasses
 
+        from ringfleet import compat
         from ringfleet.images.build import build_added
         from ringfleet.images.catalog import find_profile, profile_pool
         from ringfleet.providers.docker.engine import docker_client
@@ -104,6 +108,11 @@ def register(app: typer.Typer, console: Console) -> None:
         from ringfleet.spec import load_spec, project_root
 
         spec, root, client = load_spec(env), project_root(), docker_client()
+        if name in {p.name for p in compat.PROFILES}:
+            pool, via = profile_pool(spec, find_profile(name))
+            tag = ensure_node_image(client, spec, pool, root, console)
+            console.print(f"build {name}: {tag}, the image of env {env}'s {via}", highlight=False)
+            return
         profile = _added(root, name)
         pool, via = profile_pool(spec, find_profile(profile.extends))
         parent_pool = dataclasses.replace(pool, added=None)
@@ -119,15 +128,25 @@ def register(app: typer.Typer, console: Console) -> None:
     def export(
         profile: Annotated[str, typer.Argument(help="Profile, e.g. tf2.15")],
         output: Annotated[
-            Path, typer.Option("-o", "--output", help="Archive file (with --wheels: a directory)")
+            Path,
+            typer.Option("-o", "--output", help="Archive file (--wheels, --apt: a directory)"),
         ],
         env: EnvOption = "local",
         wheels: Annotated[
             bool,
             typer.Option(
                 "--wheels",
-                help="Write the image's Horovod wheel (in the roles' shared-storage layout) "
-                "and its Python lock instead, for hosts not made from the image",
+                help="Write a wheelhouse instead: the image's Horovod wheel (in the roles' "
+                "shared-storage layout), its Python lock and every wheel it pins "
+                "(software.wheelhouse)",
+            ),
+        ] = False,
+        apt: Annotated[
+            bool,
+            typer.Option(
+                "--apt",
+                help="Write the image's installed Debian packages as a local repository "
+                "instead (software.apt_repo)",
             ),
         ] = False,
     ) -> None:
@@ -141,6 +160,8 @@ def register(app: typer.Typer, console: Console) -> None:
         from ringfleet.providers.docker.images import node_image_tag
         from ringfleet.spec import load_spec, project_root
 
+        if wheels and apt:
+            raise RingfleetError("--apt", "one directory per export: give --wheels or --apt")
         spec, root = load_spec(env), project_root()
         pool, via = profile_pool(spec, find_profile(profile))
         tag = node_image_tag(spec, pool, root)
@@ -154,6 +175,9 @@ def register(app: typer.Typer, console: Console) -> None:
             )
         if wheels:
             _export_wheels(console, client, profile, tag, output)
+            return
+        if apt:
+            _export_apt(console, client, profile, tag, output)
             return
         record = archive_record(spec, pool, root, tag, image, read_record(client, tag))
         inputs = record["inputs"]
@@ -208,12 +232,28 @@ def _export_wheels(console: Console, client, profile: str, tag: str, output: Pat
     done = export_wheels(client, tag, output)
     console.print(
         f"export {profile} --wheels: {done.wheel.name} (sha256 {done.sha256[:12]}...), the "
-        f"Horovod build of {tag}, in {done.record_dir}; the Python lock in {done.lock} "
-        f"({done.seconds:.1f} s)",
+        f"Horovod build of {tag}, in {done.record_dir}; the Python lock in {done.lock} and "
+        f"its {done.wheels} wheels, {done.size_bytes / GB:.2f} GB in {done.seconds:.0f} s",
         highlight=False,
     )
     console.print(
-        f"  copy {done.record_dir.name}/ into <shared mount>/{SHARED_SUBDIR}/ on the cluster's "
-        "shared storage: `up` then installs this wheel on every host instead of compiling",
+        f"  a site without PyPI: `software: {{wheelhouse: {output}}}` in the spec; with "
+        f"PyPI, copy {done.record_dir.name}/ into <shared mount>/{SHARED_SUBDIR}/ on the "
+        "cluster's shared storage: `up` then installs this wheel instead of compiling",
+        highlight=False,
+    )
+
+
+def _export_apt(console: Console, client, profile: str, tag: str, output: Path) -> None:
+    from ringfleet.images.offline import export_apt
+
+    done = export_apt(client, tag, output)
+    console.print(
+        f"export {profile} --apt: the {done.files} Debian packages installed in {tag}, "
+        f"{done.size_bytes / GB:.2f} GB, as a repository in {output} in {done.seconds:.0f} s",
+        highlight=False,
+    )
+    console.print(
+        f"  a site without a Debian mirror: `software: {{apt_repo: {output}}}` in the spec",
         highlight=False,
     )

@@ -7,8 +7,10 @@ storage already holds a wheel of the same build record: roles/horovod looks in
 SHA256SUMS, and copies it instead of compiling. This writes exactly that directory from
 the image: the wheel its bake built and the record it was built with (the record names
 Horovod, the sdist's sha256, the patches, the build flags and the TensorFlow pin, so a
-wheel lands only where the roles would have built the same one). Beside it goes the
-image's hashed Python lock, what a site without PyPI fetches its packages with.
+wheel lands only where the roles would have built the same one). Beside it go the
+image's hashed Python lock and every wheel that lock pins (fetched by a container of the
+image, so for its platform), and a SHA256SUMS of the whole directory: a wheelhouse a site
+without PyPI names as `software.wheelhouse` (ringfleet.images.offline).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path, PurePosixPath
 
 from ringfleet.errors import RingfleetError
 from ringfleet.files import write_atomic
+from ringfleet.images.offline import fetch_wheels, write_sums
 from ringfleet.images.record import image_files
 
 # Where the roles keep them on a node (roles/horovod and roles/tensorflow defaults).
@@ -40,6 +43,9 @@ class Wheels:
     wheel: Path
     sha256: str
     lock: Path
+    wheels: int
+    """Wheels of the lock beside the Horovod one."""
+    size_bytes: int
     seconds: float
 
 
@@ -71,4 +77,7 @@ def export_wheels(client, tag: str, out: Path) -> Wheels:
     write_atomic(record_dir / SUMS_FILE, f"{digest}  {name}\n", 0o644)
     write_atomic(out / "horovod-build.json", marker, 0o644)
     lock = write_atomic(out / LOCK_FILE, files[PurePosixPath(PYTHON_LOCK).name], 0o644)
-    return Wheels(tag, record_dir, wheel, digest, lock, time.monotonic() - started)
+    count = fetch_wheels(client, tag, PYTHON_LOCK, out)
+    write_sums(out)
+    size = sum(p.stat().st_size for p in out.rglob("*.whl"))
+    return Wheels(tag, record_dir, wheel, digest, lock, count, size, time.monotonic() - started)
