@@ -86,6 +86,8 @@ def _check_software(software: dict, at: str) -> None:
         _need(software, key, at, str)
     _optional(software, "legacyKeras", at, str)
     _optional(software, "added", at, dict)
+    _optional(software, "wheelhouse", at, str)
+    _optional(software, "aptRepo", at, str)
 
 
 def role_vars(software: dict[str, Any]) -> dict[str, Any]:
@@ -106,6 +108,10 @@ def role_vars(software: dict[str, Any]) -> dict[str, Any]:
         values["ringfleet_added_profile"] = software["added"]["profile"]
         values["ringfleet_added_pip"] = software["added"]["pip"]
         values["ringfleet_added_apt"] = software["added"]["apt"]
+    if software.get("wheelhouse"):
+        values["ringfleet_wheelhouse"] = software["wheelhouse"]
+    if software.get("aptRepo"):
+        values["ringfleet_apt_repo"] = software["aptRepo"]
     if "cuda" in software:
         values.update(
             nvidia_driver_branch=software["driver"],

@@ -38,6 +38,9 @@ class ProviderBase:
     name: ClassVar[str]
     storage_kinds: ClassVar[tuple[str, ...]]
     runs_jobs: ClassVar[bool] = False
+    converges_hosts: ClassVar[bool] = True
+    """The roles install every host's software (static, aws); docker nodes come from the
+    node image, so a site's wheelhouse or package repository means nothing to them."""
     default_interface: ClassVar[str | None] = "eth0"
     """The interface between nodes when the spec names none; None: found by subnet."""
 

@@ -53,6 +53,11 @@ def pool_output(pool: ResolvedPool, nodes: list[dict[str, Any]]) -> dict[str, An
             "pip": added_pins(pool.added),
             "apt": list(pool.added.apt),
         }
+    # A site with no PyPI or mirror: directories on the controller (roles/site_sources).
+    if pool.wheelhouse is not None:
+        software["wheelhouse"] = str(pool.wheelhouse)
+    if pool.apt_repo is not None:
+        software["aptRepo"] = str(pool.apt_repo)
     if pool.gpu is not None:
         # GPU pools need the CUDA-enabled wheel, pulled with its CUDA libraries.
         software.update(

@@ -12,9 +12,16 @@ from pathlib import Path
 
 from ringfleet import compat
 from ringfleet.errors import RingfleetError
+from ringfleet.images.record import lock_file
 from ringfleet.providers import rules_for
-from ringfleet.spec.model import Cluster
-from ringfleet.spec.resolved import default_controller, pool_profile, resolve_pool, software_for
+from ringfleet.spec.model import Cluster, Pool
+from ringfleet.spec.resolved import (
+    default_controller,
+    pool_profile,
+    resolve_pool,
+    site_dir,
+    software_for,
+)
 
 # Linux interface names are at most 15 characters (IFNAMSIZ minus the NUL).
 INTERFACE_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,15}")
@@ -64,6 +71,7 @@ def check_cluster(cluster: Cluster, display: str, root: Path | None = None) -> N
             raise RingfleetError(
                 where(display, f"{_software_path(cluster, i)}.{field}"), exc.message, got
             ) from None
+        _check_site_sources(cluster, i, pool, display, root)
         if pool.cpus is not None and pool.accelerator is None and pool.cpus < pool.threads_per_rank:
             raise RingfleetError(
                 where(display, f"{at}.threads_per_rank"),
@@ -93,6 +101,66 @@ def check_cluster(cluster: Cluster, display: str, root: Path | None = None) -> N
             "zero total slots: no pool has a node with a slot, so no job could run",
         )
     _check_scheduler(cluster, display, list(names))
+
+
+# What `images export --wheels` and `--apt` write in every directory they make.
+SITE_SOURCE_FILES = {
+    "wheelhouse": ("--wheels", ("SHA256SUMS", "requirements.txt")),
+    "apt_repo": ("--apt", ("SHA256SUMS", "Packages")),
+}
+
+
+def _check_site_sources(
+    cluster: Cluster, index: int, pool: Pool, display: str, root: Path | None
+) -> None:
+    """software.wheelhouse and apt_repo: hosts ringfleet converges over SSH only, each a
+    directory an export wrote, and a wheelhouse of the pool's own profile."""
+    sw = software_for(cluster, pool)
+    for field, (flag, needs) in SITE_SOURCE_FILES.items():
+        value = getattr(sw, field)
+        if value is None:
+            continue
+        at = where(display, f"{_software_path(cluster, index)}.{field}")
+        provider = rules_for(cluster)
+        if not provider.converges_hosts:
+            raise RingfleetError(
+                at,
+                f"{provider.name} nodes are made from the node image, which the bake fills "
+                "from PyPI and the mirror; only static and aws hosts install from a site's "
+                "directories",
+                value,
+            )
+        path = site_dir(root, value)
+        if root is None:
+            continue
+        if not path.is_dir():
+            raise RingfleetError(at, "no such directory on the controller", value)
+        missing = [name for name in needs if not (path / name).is_file()]
+        if missing:
+            raise RingfleetError(
+                at,
+                f"has no {missing[0]}: write it with `ringfleet images export PROFILE {flag} "
+                f"-o {value}`",
+                value,
+            )
+        if field == "wheelhouse":
+            _check_wheelhouse_lock(cluster, pool, at, path, root)
+
+
+def _check_wheelhouse_lock(cluster: Cluster, pool: Pool, at: str, path: Path, root: Path) -> None:
+    """The wheelhouse must hold the lock the tensorflow role installs for the pool's profile:
+    pip would otherwise stop on the first pin it lacks, after the host changed."""
+    profile, added = pool_profile(cluster, pool, root)
+    lock = lock_file(root, profile.name, pool.accelerator is not None)
+    if added is not None or not lock.is_file():
+        return
+    if (path / "requirements.txt").read_bytes() != lock.read_bytes():
+        raise RingfleetError(
+            at,
+            f"its requirements.txt is not profile {profile.name}'s lock "
+            f"({lock.relative_to(root)}); export the wheelhouse of the {profile.name} image",
+            str(path),
+        )
 
 
 def _check_scheduler(cluster: Cluster, display: str, nodes: list[str]) -> None:

@@ -71,6 +71,13 @@ class Software(Strict):
     """NVIDIA driver branch, for GPU pools."""
     cuda: Version | None = None
     nccl: Version | None = None
+    wheelhouse: str | None = Field(default=None, min_length=1)
+    """A site with no PyPI: a directory on the controller (relative to the project) that
+    `ringfleet images export PROFILE --wheels` wrote; static and aws hosts install the
+    venv and Horovod only from it. Not a profile field."""
+    apt_repo: str | None = Field(default=None, min_length=1)
+    """A site with no Debian mirror: a directory on the controller that `ringfleet images
+    export PROFILE --apt` wrote; apt on static and aws hosts reads only it."""
 
 
 class Pool(Strict):

@@ -35,6 +35,10 @@ class ResolvedPool:
     nodes: tuple[Node, ...]
     added: AddedProfile | None = None
     """The added profile (profiles/<name>.yaml) the pool selected, built on `profile`."""
+    wheelhouse: Path | None = None
+    """software.wheelhouse on the controller (absolute when the project is known)."""
+    apt_repo: Path | None = None
+    """software.apt_repo on the controller (absolute when the project is known)."""
 
     @property
     def profile_name(self) -> str:
@@ -144,7 +148,18 @@ def resolve_pool(
     cores = provider.pool_cores(pool)
     slots = pool.accelerator.count if pool.accelerator else cores // pool.threads_per_rank
     nodes = provider.pool_nodes(cluster, pool)
-    return ResolvedPool(pool, cores, slots, profile, gpu, nodes, added)
+    return ResolvedPool(
+        pool, cores, slots, profile, gpu, nodes, added,
+        site_dir(root, sw.wheelhouse), site_dir(root, sw.apt_repo),
+    )  # fmt: skip
+
+
+def site_dir(root: Path | None, value: str | None) -> Path | None:
+    """A directory the spec names on the controller: `~` expanded, relative to the project."""
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    return path if path.is_absolute() or root is None else root / path
 
 
 def default_controller(cluster: Cluster) -> str | None:

@@ -40,6 +40,7 @@ class DockerProvider(ProviderBase):
     name: ClassVar[str] = "docker"
     storage_kinds: ClassVar[tuple[str, ...]] = ("volume",)
     runs_jobs: ClassVar[bool] = True
+    converges_hosts: ClassVar[bool] = False
 
     @classmethod
     def check_cluster(cls, cluster: Cluster, display: str) -> None:
