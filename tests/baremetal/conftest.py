@@ -318,8 +318,13 @@ def admin_key(tmp_path_factory) -> AdminKey:
 
 @pytest.fixture(scope="module")
 def bare_metal(admin_key, request) -> Iterator[BareMetal]:
-    """Networks, the shared volume and a host factory; everything removed at module end."""
+    """Networks, the shared volume and a host factory; everything removed at module end.
+
+    A module that sets `AIR_GAPPED = True` gets internal networks: its hosts reach each
+    other and the controller reaches them, but nothing routes them anywhere else (no
+    PyPI, no Debian mirror), as at a site without internet."""
     client = _docker()
+    internal = bool(getattr(request.module, "AIR_GAPPED", False))
     started = time.monotonic()
     image, baked = ensure_bare_image(client)
     image_seconds = time.monotonic() - started
@@ -332,6 +337,7 @@ def bare_metal(admin_key, request) -> Iterator[BareMetal]:
         client.networks.create(
             name,
             driver="bridge",
+            internal=internal,
             ipam=docker.types.IPAMConfig(pool_configs=[pool]),
             labels={LABEL: LABEL_VALUE},
         )
@@ -339,7 +345,8 @@ def bare_metal(admin_key, request) -> Iterator[BareMetal]:
     metal = BareMetal(client, image, admin_key)
     report(
         request,
-        f"bare metal: image {image} {'baked' if baked else 'cached'} in {image_seconds:.1f} s",
+        f"bare metal: image {image} {'baked' if baked else 'cached'} in {image_seconds:.1f} s"
+        + (", networks internal (air-gapped)" if internal else ""),
     )
     try:
         yield metal

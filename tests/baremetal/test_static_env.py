@@ -2,11 +2,13 @@
 
 Two hosts the fixture made (sshd, sudo, the admin `ops`, one shared volume at
 /shared, h2's cluster interface eth1) are described in a Pulumi.<env>.yaml of a
-scratch project; ringfleet reaches them only over SSH. The tests run in file order
-on one module-scoped pair, so the cold converge (TensorFlow, Horovod built once on
-shared storage) happens once: trust, cold up, re-up, run, runs, lock, verify,
-up --check, then the destructive ones (wrong host key, refused sudo, a host killed
-mid-job), which leave the pair unusable.
+scratch project; ringfleet reaches them only over SSH. The site is air-gapped: the
+hosts' networks are internal (no PyPI, no Debian mirror), so the spec names the
+wheelhouse and Debian repository `images export tf2.15 --wheels` / `--apt` wrote on
+the controller, and every package comes from those. The tests run in file order
+on one module-scoped pair, so the cold converge happens once: trust, cold up, re-up,
+run, runs, lock, verify, up --check, then the destructive ones (wrong host key,
+refused sudo, a host killed mid-job), which leave the pair unusable.
 
 Run it under the Docker lock: `flock /tmp/rf-docker.lock .venv/bin/pytest
 tests/baremetal/test_static_env.py`.
@@ -26,12 +28,15 @@ import pytest
 import yaml
 
 from ringfleet import paths
-from ringfleet.images.wheels import SHARED_SUBDIR, SUMS_FILE
+from ringfleet.images.wheels import SUMS_FILE
 from ringfleet.nodes import RUNNING
 from tests.baremetal.conftest import ADMIN, CLUSTER_SUBNET, SHARED_MOUNT
 from tests.conftest import ROOT, report, run_cli
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+# tests/baremetal/conftest.py: the hosts' networks route nowhere but to each other.
+AIR_GAPPED = True
 
 ENV = "bm"
 SUDO_ENV = "bm-sudo"
@@ -52,7 +57,7 @@ timeout: 15m
 """
 
 
-def spec_text(name: str, hosts, key: Path) -> str:
+def spec_text(name: str, hosts, key: Path, sources: dict[str, Path]) -> str:
     cluster = {
         "name": name,
         "provider": "static",
@@ -69,6 +74,7 @@ def spec_text(name: str, hosts, key: Path) -> str:
         "ssh": {"admin_user": ADMIN, "key_file": str(key)},
         # No interface: h1 has the subnet on eth0, h2 on eth1.
         "network": {"subnet": CLUSTER_SUBNET, "admin_cidr": CLUSTER_SUBNET},
+        "software": {"profile": "tf2.15", **{k: str(v) for k, v in sources.items()}},
     }
     return yaml.safe_dump({"config": {"ringfleet:cluster": cluster}}, sort_keys=False)
 
@@ -89,8 +95,36 @@ def out(proc: subprocess.CompletedProcess) -> str:
     return proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
+def _export(kind: str, out: Path) -> subprocess.CompletedProcess:
+    return run_cli(
+        "images", "export", "tf2.15", kind, "-o", str(out), "--env", "local", timeout=COLD_TIMEOUT
+    )
+
+
 @pytest.fixture(scope="module")
-def project(tmp_path_factory, bare_pair, admin_key) -> Path:
+def site_sources(tmp_path_factory, request) -> dict[str, Path]:
+    """What an air-gapped site carries in: the tf2.15 node image's wheelhouse and Debian
+    packages, exported on a machine with internet (here: the controller). The image is
+    baked first when this engine has none (`make test`'s first tier leaves it)."""
+    site = tmp_path_factory.mktemp("site-sources")
+    wheels = _export("--wheels", site / "wheelhouse")
+    if "is not built here" in wheels.stderr:
+        started = time.monotonic()
+        built = run_cli("images", "build", "tf2.15", "--env", "local", timeout=COLD_TIMEOUT)
+        assert built.returncode == 0, out(built)
+        seconds = time.monotonic() - started
+        report(request, f"static env: baked tf2.15 to export from in {seconds:.0f} s")
+        wheels = _export("--wheels", site / "wheelhouse")
+    assert wheels.returncode == 0, out(wheels)
+    apt = _export("--apt", site / "apt-repo")
+    assert apt.returncode == 0, out(apt)
+    for proc in (wheels, apt):
+        report(request, f"static env: {proc.stdout.splitlines()[0]}")
+    return {"wheelhouse": site / "wheelhouse", "apt_repo": site / "apt-repo"}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, bare_pair, admin_key, site_sources) -> Path:
     """A scratch project: the roles and playbooks by link, jobs copied, the pair's spec."""
     root = tmp_path_factory.mktemp("static-env")
     for name in ("Pulumi.yaml", "ansible.cfg"):
@@ -101,7 +135,8 @@ def project(tmp_path_factory, bare_pair, admin_key) -> Path:
     shutil.copytree(ROOT / "jobs", root / "jobs")
     shutil.copy(ROOT / "tests" / "data" / "run" / "hang.py", root / "jobs" / "hang.py")
     (root / "jobs" / "hang2.yaml").write_text(HANG_JOB)
-    (root / f"Pulumi.{ENV}.yaml").write_text(spec_text("rf-bm", bare_pair, admin_key.private))
+    spec = spec_text("rf-bm", bare_pair, admin_key.private, site_sources)
+    (root / f"Pulumi.{ENV}.yaml").write_text(spec)
     return root
 
 
@@ -176,32 +211,26 @@ def site_ready(trusted, project):
 
 
 @pytest.fixture(scope="module")
-def exported_wheel(site_ready, project, tmp_path_factory, request) -> dict | None:
-    """What a site does with `images export tf2.15 --wheels`: put the node image's Horovod
-    build on the cluster's shared storage, as its admin, so no host compiles it.
-
-    None when no tf2.15 node image is on this engine (`make test`'s first tier bakes it;
-    alone, this module would bake nothing just for the wheel) and the hosts compile."""
-    wheels = tmp_path_factory.mktemp("wheels")
-    proc = run_cli("images", "export", "tf2.15", "--wheels", "-o", str(wheels), "--env", "local")
-    if "is not built here" in proc.stderr:
-        report(request, "static env: no tf2.15 node image here, so the hosts compile Horovod")
-        return None
-    assert proc.returncode == 0, out(proc)
-    report(request, f"static env: {proc.stdout.splitlines()[0]}")
-    (record_dir,) = (wheels / "horovod").iterdir()
-    h1 = spec_nodes(project, "h1")["h1"]
-    shared = f"{SHARED_MOUNT}/{SHARED_SUBDIR}/{record_dir.name}"
-    h1.run(["mkdir", "-p", shared])
-    # The wheel first, its sums file last: a host that sees the sums finds the whole wheel.
-    for path in sorted(record_dir.iterdir(), key=lambda p: p.name == SUMS_FILE):
-        h1.put_file(f"{shared}/{path.name}", path.read_bytes(), (0, 0))
+def exported_wheel(site_sources) -> dict:
+    """The Horovod wheel in the wheelhouse: its name and the sha256 its export recorded."""
+    (record_dir,) = (site_sources["wheelhouse"] / "horovod").iterdir()
     digest, name = (record_dir / SUMS_FILE).read_text().split()
     return {"name": name, "sha256": digest}
 
 
+# The air gap, asked without sending anything off the hosts' network: Docker's resolver
+# on an internal network answers only for its containers (and its firewall drops the rest).
+MIRRORS = ("deb.debian.org", "pypi.org", "files.pythonhosted.org")
+
+
+@pytest.mark.parametrize("host", ["h1", "h2"])
+def test_hosts_cannot_resolve_pypi_or_the_mirror(site_ready, project, host: str) -> None:
+    code, text = spec_nodes(project, host)[host].run(["getent", "hosts", *MIRRORS], check=False)
+    assert (code, text.strip()) == (2, ""), text
+
+
 @pytest.fixture(scope="module")
-def cold_up(site_ready, exported_wheel, trusted, project, request):
+def cold_up(site_ready, trusted, project, request):
     proc, seconds = timed(project, "up", ENV, timeout=COLD_TIMEOUT)
     report(
         request, f"static env: cold up of 2 bare hosts in {seconds:.0f} s (rc {proc.returncode})"
@@ -218,8 +247,6 @@ def test_cold_up_installed_the_exported_wheel_without_building(
     cold_up, exported_wheel, project, host: str
 ) -> None:
     """No sdist was fetched (the build fetches it first) and the host's wheel is the export."""
-    if exported_wheel is None:
-        pytest.skip("no tf2.15 node image on this engine to export the wheel from")
     node = spec_nodes(project, host)[host]
     fetched = node.run(["test", "-e", "/opt/ringfleet/src/horovod-0.28.1.tar.gz"], check=False)[0]
     wheel = f"/opt/ringfleet/wheels/{exported_wheel['name']}"
@@ -232,6 +259,23 @@ def re_up(cold_up, project, request):
     proc, seconds = timed(project, "up", ENV, timeout=COLD_TIMEOUT)
     report(request, f"static env: re-up in {seconds:.0f} s")
     return proc
+
+
+def test_apt_reads_only_the_site_repository(cold_up, project) -> None:
+    policy = spec_nodes(project, "h1")["h1"].run(["apt-cache", "policy"])[1]
+    found = set(re.findall(r"^\s+\d+ (\S+)", policy, re.M)) - {"/var/lib/dpkg/status"}
+    sources = sorted(found)
+    assert sources == ["file:/var/lib/ringfleet/apt-repo"], policy
+
+
+def test_pip_reads_only_the_site_wheelhouse(cold_up, project) -> None:
+    pip = ["/opt/ringfleet/venv/bin/pip", "config", "list", "--disable-pip-version-check"]
+    text = spec_nodes(project, "h2")["h2"].run(pip)[1]
+    found = sorted(line for line in text.splitlines() if "index" in line or "find-links" in line)
+    assert found == [
+        "global.find-links='/var/lib/ringfleet/wheelhouse'",
+        "global.no-index='true'",
+    ], text
 
 
 def test_re_up_changes_nothing(re_up) -> None:
@@ -368,7 +412,7 @@ def test_wrong_host_key_converges_nothing(wrong_key) -> None:
 
 
 @pytest.fixture(scope="module")
-def sudo_refused(wrong_key, tmp_path_factory, bare_metal, admin_key):
+def sudo_refused(wrong_key, tmp_path_factory, bare_metal, admin_key, site_sources):
     """A third host whose admin may sudo only with a password, in an env of its own."""
     host = bare_metal.host("h3", sudo="password")
     root = tmp_path_factory.mktemp("static-sudo")
@@ -376,7 +420,8 @@ def sudo_refused(wrong_key, tmp_path_factory, bare_metal, admin_key):
         shutil.copy(ROOT / name, root / name)
     for name in ("site.yml", "playbooks", "roles", "templates", "collections"):
         (root / name).symlink_to(ROOT / name)
-    (root / f"Pulumi.{SUDO_ENV}.yaml").write_text(spec_text("rf-bm3", [host], admin_key.private))
+    spec = spec_text("rf-bm3", [host], admin_key.private, site_sources)
+    (root / f"Pulumi.{SUDO_ENV}.yaml").write_text(spec)
     assert rf(root, "trust", SUDO_ENV, "--yes").returncode == 0
     return rf(root, "up", SUDO_ENV)
 
