@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 
 from ringfleet.errors import RingfleetError
 from ringfleet.files import write_atomic
-from ringfleet.images.offline import fetch_wheels, write_sums
+from ringfleet.images.offline import SUMS_FILE, fetch_wheels, write_sums
 from ringfleet.images.record import image_files
 
 # Where the roles keep them on a node (roles/horovod and roles/tensorflow defaults).
@@ -31,7 +31,6 @@ BUILD_MARKER = "/opt/ringfleet/venv/ringfleet-horovod-build.json"
 PYTHON_LOCK = "/opt/ringfleet/venv/ringfleet-requirements.txt"
 # Under the shared mount: roles/horovod's horovod_shared_dir.
 SHARED_SUBDIR = ".ringfleet/horovod"
-SUMS_FILE = "SHA256SUMS"
 LOCK_FILE = "requirements.txt"
 
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 from ringfleet import compat
 from ringfleet.errors import RingfleetError
+from ringfleet.images.offline import PACKAGES_FILE, SUMS_FILE
 from ringfleet.images.record import lock_file
+from ringfleet.images.wheels import LOCK_FILE
 from ringfleet.providers import rules_for
 from ringfleet.spec.model import Cluster, Pool
 from ringfleet.spec.resolved import (
@@ -105,8 +107,8 @@ def check_cluster(cluster: Cluster, display: str, root: Path | None = None) -> N
 
 # What `images export --wheels` and `--apt` write in every directory they make.
 SITE_SOURCE_FILES = {
-    "wheelhouse": ("--wheels", ("SHA256SUMS", "requirements.txt")),
-    "apt_repo": ("--apt", ("SHA256SUMS", "Packages")),
+    "wheelhouse": ("--wheels", (SUMS_FILE, LOCK_FILE)),
+    "apt_repo": ("--apt", (SUMS_FILE, PACKAGES_FILE)),
 }
 
 
@@ -154,7 +156,7 @@ def _check_wheelhouse_lock(cluster: Cluster, pool: Pool, at: str, path: Path, ro
     lock = lock_file(root, profile.name, pool.accelerator is not None)
     if added is not None or not lock.is_file():
         return
-    if (path / "requirements.txt").read_bytes() != lock.read_bytes():
+    if (path / LOCK_FILE).read_bytes() != lock.read_bytes():
         raise RingfleetError(
             at,
             f"its requirements.txt is not profile {profile.name}'s lock "
