@@ -351,6 +351,12 @@ def test_openmpi_profile_pin_is_exact():
     assert all(DEBIAN_VERSION.match(p.openmpi_debian) for p in compat.PROFILES)
 
 
+@pytest.mark.parametrize("profile", compat.PROFILES, ids=lambda p: p.name)
+def test_horovod_pins_the_open_mpi_headers_of_the_profile(profile):
+    # libopenmpi-dev must be the installed openmpi-bin's version, or apt refuses it.
+    assert _release_versions("horovod")["libopenmpi-dev"] == profile.openmpi_debian
+
+
 # --- the pin check, on this machine ------------------------------------------------------
 
 FAKE_VERSION = "0.0-ringfleet-fake"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-# From the common, ssh_mesh, openmpi, tensorflow and horovod roles.
+# From the common, ssh_mesh, openmpi and tensorflow roles.
 BASE_PACKAGES = [
     "openssh-server",
     "openssh-client",
@@ -12,10 +12,13 @@ BASE_PACKAGES = [
     "procps",
     "rsync",
     "python3-venv",
-    "g++",
-    "cmake",
 ]
-OPENMPI_PACKAGES = ["openmpi-bin", "libopenmpi-dev"]
+OPENMPI_PACKAGES = ["openmpi-bin"]
+# The horovod role removes the compilers and headers its build installed (a node image
+# keeps only the wheel), so a node made from an image has none of them. (openmpi-bin
+# keeps its mpicc wrapper, which cannot compile without a compiler.)
+BUILD_TOOLS = ["cc", "gcc", "c++", "g++", "cmake", "make"]
+BUILD_PACKAGES = ["g++", "cmake", "python3-dev", "libopenmpi-dev"]
 
 
 def _dpkg(shell, package: str, field: str) -> str:
@@ -39,3 +42,21 @@ def test_openmpi_package_is_held(shell, hostvars, package: str) -> None:
     if not hostvars.get("openmpi_hold", True):
         pytest.skip("openmpi_hold is false in the inventory")
     assert _dpkg(shell, package, "db:Status-Want") == "hold"
+
+
+def _image_node_only(hostvars) -> None:
+    # A host without a node image may have its owner's compiler; the role keeps those.
+    if hostvars.get("ringfleet_provider") != "docker":
+        pytest.skip("only nodes made from a node image are known to have no compiler")
+
+
+@pytest.mark.parametrize("tool", BUILD_TOOLS)
+def test_image_node_has_no_build_tool(shell, hostvars, tool: str) -> None:
+    _image_node_only(hostvars)
+    assert shell.run(f"command -v {tool}").rc != 0
+
+
+@pytest.mark.parametrize("package", BUILD_PACKAGES)
+def test_image_node_has_no_build_package(shell, hostvars, package: str) -> None:
+    _image_node_only(hostvars)
+    assert _dpkg(shell, package, "db:Status-Status") != "installed"

@@ -16,6 +16,7 @@ from ringfleet import paths
 from ringfleet.converge.nodefiles import IMAGE_INPUTS, reaches_node
 from ringfleet.images.lock import added_image_tag, lock_for
 from ringfleet.images.record import NODE_IMAGE_FILE, NODE_IMAGE_REPO
+from ringfleet.paths import NODE_VENV
 from ringfleet.providers.docker.container import DEFAULT_DOCKER_IMAGE
 from ringfleet.spec import ClusterSpec, ResolvedPool
 from ringfleet.state import HOST_CA_BUNDLE
@@ -92,9 +93,14 @@ def node_image_tag(spec: ClusterSpec, pool: ResolvedPool, root: Path) -> str:
 
 LABEL_IMAGE_INPUTS = "ringfleet.image-inputs"
 LABEL_BAKE = "ringfleet.bake"
-# What the bake leaves behind that must not be in an image: per-node host keys
-# (every node would share them) and package caches (size only).
-BAKE_CLEANUP = "rm -f /etc/ssh/ssh_host_* && apt-get clean && rm -rf /root/.cache /tmp/* /var/tmp/*"
+# What the bake leaves behind that must not be in an image: per-node host keys (every
+# node would share them), package caches and apt's index (size only: the roles install
+# nothing on a node made from the image, and anything that does runs `apt-get update`),
+# and TensorFlow's C++ headers, which only the Horovod build reads (172 MB).
+BAKE_CLEANUP = (
+    "rm -f /etc/ssh/ssh_host_* && apt-get clean && rm -rf /root/.cache /tmp/* /var/tmp/*"
+    " /var/lib/apt/lists/* " + NODE_VENV + "/lib/python3*/site-packages/tensorflow/include"
+)
 
 
 def ensure_node_image(client, spec: ClusterSpec, pool: ResolvedPool, root: Path, console) -> str:
