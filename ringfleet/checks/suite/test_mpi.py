@@ -15,31 +15,36 @@ MCA_PARAMS_FILE = "/etc/openmpi/openmpi-mca-params.conf"
 INTERFACE_PARAMS = ["btl_tcp_if_include", "oob_tcp_if_include"]
 
 # A token goes once around the ring of ranks, one rank per node; each rank prints
-# its host as it passes the token on, so a broken link names where it stopped.
+# its host as it passes the token on, so a broken link names where it stopped. Nodes
+# have no compiler (roles/horovod removes it), so the ring is Python calling Open MPI's
+# C library through ctypes: plain MPI point-to-point, no Horovod or TensorFlow involved.
+# MPI_COMM_WORLD and MPI_INT are, in Open MPI's mpi.h, the addresses of these symbols.
 RING_SOURCE = r"""
-#include <mpi.h>
-#include <stdio.h>
-#include <unistd.h>
-int main(int argc, char **argv) {
-    int rank, size, token = 0;
-    char host[256];
-    MPI_Init(&argc, &argv);
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    gethostname(host, sizeof host);
-    int next = (rank + 1) % size, prev = (rank + size - 1) % size;
-    if (rank != 0) MPI_Recv(&token, 1, MPI_INT, prev, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-    token += 1;
-    printf("ring rank %d host %s token %d\n", rank, host, token);
-    fflush(stdout);
-    MPI_Send(&token, 1, MPI_INT, next, 0, MPI_COMM_WORLD);
-    if (rank == 0) {
-        MPI_Recv(&token, 1, MPI_INT, prev, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-        printf("ring closed token %d\n", token);
-    }
-    MPI_Finalize();
-    return 0;
-}
+import ctypes
+import socket
+
+mpi = ctypes.CDLL("libmpi.so.40", mode=ctypes.RTLD_GLOBAL)
+
+
+def handle(name):
+    return ctypes.c_void_p(ctypes.addressof(ctypes.c_char.in_dll(mpi, name)))
+
+
+world, mpi_int = handle("ompi_mpi_comm_world"), handle("ompi_mpi_int")
+rank, size, token = ctypes.c_int(), ctypes.c_int(), ctypes.c_int(0)
+mpi.MPI_Init(None, None)
+mpi.MPI_Comm_rank(world, ctypes.byref(rank))
+mpi.MPI_Comm_size(world, ctypes.byref(size))
+nxt, prev = (rank.value + 1) % size.value, (rank.value + size.value - 1) % size.value
+if rank.value != 0:
+    mpi.MPI_Recv(ctypes.byref(token), 1, mpi_int, prev, 0, world, None)
+token.value += 1
+print(f"ring rank {rank.value} host {socket.gethostname()} token {token.value}", flush=True)
+mpi.MPI_Send(ctypes.byref(token), 1, mpi_int, nxt, 0, world)
+if rank.value == 0:
+    mpi.MPI_Recv(ctypes.byref(token), 1, mpi_int, prev, 0, world, None)
+    print(f"ring closed token {token.value}", flush=True)
+mpi.MPI_Finalize()
 """
 
 
@@ -109,22 +114,22 @@ def test_mpirun_starts_a_rank_on_every_node(launcher, all_nodes, job_user, hostn
 
 
 @pytest.fixture(scope="module")
-def ring_binary(shells, all_nodes, job_user):
-    """The ring program, compiled on every node at the same path (no shared storage needed)."""
-    path = f"/tmp/ringfleet-verify-ring-{secrets.token_hex(4)}"
-    build = f"printf '%s' {shlex.quote(RING_SOURCE)} > {path}.c && mpicc -O1 -o {path} {path}.c"
+def ring_program(shells, all_nodes, job_user):
+    """The ring program, written on every node at the same path (no shared storage needed)."""
+    path = f"/tmp/ringfleet-verify-ring-{secrets.token_hex(4)}.py"
+    write = f"printf '%s' {shlex.quote(RING_SOURCE)} > {path}"
     for node in all_nodes:
-        result = shells[node].run(build, user=job_user)
-        assert result.rc == 0, f"{node}: mpicc failed: {result.stderr[-500:]}"
+        result = shells[node].run(write, user=job_user)
+        assert result.rc == 0, f"{node}: writing the ring program failed: {result.stderr[-500:]}"
     yield path
     for node in all_nodes:
-        shells[node].run(f"rm -f {path} {path}.c", user=job_user)
+        shells[node].run(f"rm -f {path}", user=job_user)
 
 
 def test_mpi_ring_passes_a_token_through_every_node(
-    launcher, all_nodes, job_user, hostnames, ring_binary
+    launcher, all_nodes, job_user, hostnames, ring_program
 ) -> None:
-    result = launcher.run(_mpirun(all_nodes, ring_binary), user=job_user)
+    result = launcher.run(_mpirun(all_nodes, f"python3 {ring_program}"), user=job_user)
     assert result.rc == 0, result.stderr[-1000:]
     seen = sorted(re.findall(r"^ring rank \d+ host (\S+)", result.stdout, re.M))
     closed = re.findall(r"^ring closed token (\d+)$", result.stdout, re.M)
