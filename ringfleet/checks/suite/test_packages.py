@@ -15,10 +15,11 @@ BASE_PACKAGES = [
 ]
 OPENMPI_PACKAGES = ["openmpi-bin"]
 # The horovod role removes the compilers and headers its build installed (a node image
-# keeps only the wheel), so a node made from an image has none of them. (openmpi-bin
-# keeps its mpicc wrapper, which cannot compile without a compiler.)
-BUILD_TOOLS = ["cc", "gcc", "c++", "g++", "cmake", "make"]
-BUILD_PACKAGES = ["g++", "cmake", "python3-dev", "libopenmpi-dev"]
+# keeps only the wheel), and the tensorflow role the binutils a bake strips the venv
+# with, so a node made from an image has none of them. (openmpi-bin keeps its mpicc
+# wrapper, which cannot compile without a compiler.)
+BUILD_TOOLS = ["cc", "gcc", "c++", "g++", "cmake", "make", "strip"]
+BUILD_PACKAGES = ["g++", "cmake", "python3-dev", "libopenmpi-dev", "binutils"]
 
 
 def _dpkg(shell, package: str, field: str) -> str:

@@ -96,10 +96,15 @@ LABEL_BAKE = "ringfleet.bake"
 # What the bake leaves behind that must not be in an image: per-node host keys (every
 # node would share them), package caches and apt's index (size only: the roles install
 # nothing on a node made from the image, and anything that does runs `apt-get update`),
-# and TensorFlow's C++ headers, which only the Horovod build reads (172 MB).
+# and TensorFlow's C++ headers, which only the Horovod build reads (172 MB). Also Debian's
+# documentation, manual pages and message translations (59 MB): as in Debian's own slim
+# images, the copyright files stay, and locale.alias, which setlocale reads.
 BAKE_CLEANUP = (
     "rm -f /etc/ssh/ssh_host_* && apt-get clean && rm -rf /root/.cache /tmp/* /var/tmp/*"
     " /var/lib/apt/lists/* " + NODE_VENV + "/lib/python3*/site-packages/tensorflow/include"
+    " /usr/share/man/* /usr/share/info/*"
+    " && find /usr/share/doc -mindepth 1 ! -type d ! -name copyright -delete"
+    " && find /usr/share/locale -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +"
 )
 
 
