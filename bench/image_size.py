@@ -25,6 +25,8 @@ from ringfleet.providers.docker.engine import docker_client  # noqa: E402
 from ringfleet.spec import load_spec  # noqa: E402
 
 TARGET_GB = 2.0
+STRIP_SCRIPTS = ROOT / "roles" / "tensorflow" / "files"
+STRIP_MOUNT = "/ringfleet-strip"
 SITE = f"{NODE_VENV}/lib/python3*/site-packages"
 # Each part as a shell expression printing bytes; the parts overlap on purpose (the
 # venv holds TensorFlow, oneMKL and bytecode), each answers "what would dropping it save".
@@ -40,6 +42,11 @@ PARTS = {
     "compilers (gcc, g++, cmake)": "du -sbc $(command -v gcc g++ cmake 2>/dev/null) /usr/lib/gcc "
     "2>/dev/null | tail -1 | cut -f1",
     "apt's index (/var/lib/apt/lists)": "du -sb /var/lib/apt/lists | cut -f1",
+    "Debian docs, manual pages, translations (/usr/share/doc, man, info, locale)": "du -sbc "
+    "/usr/share/doc /usr/share/man /usr/share/info /usr/share/locale | tail -1 | cut -f1",
+    # What the tensorflow role's strip would still remove (its own script, mounted).
+    "symbol tables and debug info in the venv's libraries": f"{NODE_VENV}/bin/python "
+    f"{STRIP_MOUNT}/strip_symbols.py {NODE_VENV} --list | sed 's/.*\"bytes\": \\([0-9]*\\).*/\\1/'",
 }
 
 
@@ -49,7 +56,8 @@ def _docker(*argv: str) -> str:
 
 def measure(tag: str) -> dict[str, int]:
     script = "; ".join(f"echo $({cmd})" for cmd in PARTS.values())
-    out = _docker("run", "--rm", "--entrypoint", "/bin/sh", tag, "-c", script)
+    mount = f"{STRIP_SCRIPTS}:{STRIP_MOUNT}:ro"
+    out = _docker("run", "--rm", "-v", mount, "--entrypoint", "/bin/sh", tag, "-c", script)
     return dict(zip(PARTS, (int(v or 0) for v in out.split()), strict=True))
 
 
@@ -57,7 +65,9 @@ def main(profiles: list[str]) -> None:
     tags = [a for a in profiles if ":" in a]
     names = [a for a in profiles if ":" not in a]
     entries = catalog(load_spec("local", ROOT), ROOT, docker_client())
-    rows = [(r.profile, r.tag) for r in entries if r.built and (not names or r.profile in names)]
+    # Named tags alone measure just those; no argument measures every built profile.
+    wanted = [r for r in entries if r.built and (r.profile in names or not profiles)]
+    rows = [(r.profile, r.tag) for r in wanted]
     rows += [(tag.split(":", 1)[1].split("-", 1)[0], tag) for tag in tags]
     lines = [
         "# g: node image size",

@@ -73,6 +73,8 @@ def image_inputs(spec: ClusterSpec, pool: ResolvedPool, root: Path) -> dict[str,
         "config": json.dumps(config, sort_keys=True),
         "base": base_image(pool),
         "ssh_user": spec.cluster.ssh.user,
+        # What the bake does after the roles is part of the image too.
+        "bake": json.dumps([BAKE_CLEANUP, BAKE_COMMIT]),
     }
 
 
@@ -107,6 +109,9 @@ BAKE_CLEANUP = (
     " && find /usr/share/locale -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +"
 )
 
+# How the bake container becomes the image (commit_flat).
+BAKE_COMMIT = "one layer"
+
 
 def ensure_node_image(client, spec: ClusterSpec, pool: ResolvedPool, root: Path, console) -> str:
     """Return the node image tag of `pool`, baking it with the roles when it is not cached."""
@@ -129,6 +134,27 @@ def ensure_node_image(client, spec: ClusterSpec, pool: ResolvedPool, root: Path,
     console.print(f"  image {tag}: baking from {base_image(pool)} with the roles", highlight=False)
     bake_image(client, spec, pool, root, tag, console)
     return tag
+
+
+def commit_flat(client, container, repository: str, tag: str, labels: dict[str, str]) -> None:
+    """Commit `container` as an image of one layer, keeping its Env, Cmd and labels.
+
+    A plain commit stacks the bake's layer on the base image's, so what the bake removed
+    or replaced from the base (documentation, packages apt upgraded, dpkg's database)
+    still counts in the image under whiteouts: 0.12 GB of tf2.15's size (measured).
+    """
+    config = container.attrs["Config"]
+    changes = []
+    for env in config.get("Env") or []:
+        key, _, value = env.partition("=")
+        changes.append(f"ENV {key}={json.dumps(value)}")
+    if config.get("Cmd"):
+        changes.append("CMD " + json.dumps(config["Cmd"]))
+    for key, value in sorted({**(config.get("Labels") or {}), **labels}.items()):
+        changes.append(f"LABEL {key}={json.dumps(value)}")
+    client.api.import_image_from_stream(
+        client.api.export(container.id), repository=repository, tag=tag, changes=changes
+    )
 
 
 def bake_image(client, spec: ClusterSpec, pool: ResolvedPool, root: Path, tag: str, console):
@@ -186,11 +212,7 @@ def bake_image(client, spec: ClusterSpec, pool: ResolvedPool, root: Path, tag: s
         )
         write_record(container, record)
         repo, _, version = tag.rpartition(":")
-        container.commit(
-            repository=repo,
-            tag=version,
-            changes=[f"LABEL {LABEL_IMAGE_INPUTS}={tag}"],
-        )
+        commit_flat(client, container, repo, version, {LABEL_IMAGE_INPUTS: tag})
     finally:
         _remove_container(client, name)
     size = client.images.get(tag).attrs.get("Size", 0) / 1024**2
