@@ -73,8 +73,6 @@ def image_inputs(spec: ClusterSpec, pool: ResolvedPool, root: Path) -> dict[str,
         "config": json.dumps(config, sort_keys=True),
         "base": base_image(pool),
         "ssh_user": spec.cluster.ssh.user,
-        # What the bake does after the roles is part of the image too.
-        "bake": json.dumps([BAKE_CLEANUP, BAKE_COMMIT]),
     }
 
 
@@ -108,9 +106,6 @@ BAKE_CLEANUP = (
     " && find /usr/share/doc -mindepth 1 ! -type d ! -name copyright -delete"
     " && find /usr/share/locale -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +"
 )
-
-# How the bake container becomes the image (commit_flat).
-BAKE_COMMIT = "one layer"
 
 
 def ensure_node_image(client, spec: ClusterSpec, pool: ResolvedPool, root: Path, console) -> str:
