@@ -14,9 +14,7 @@ import pytest
 from ringfleet import compat
 from ringfleet.images.record import make_record, read_record, read_versions, write_record
 from ringfleet.providers.docker.baseimage import find_image
-from ringfleet.providers.docker.engine import docker_client
-from ringfleet.providers.docker.images import node_image_tag
-from tests.conftest import ROOT, report, run_cli
+from tests.conftest import report, run_cli
 
 pytestmark = pytest.mark.docker
 
@@ -25,16 +23,6 @@ pytestmark = pytest.mark.docker
 KEEP_REPO = "ringfleet/test-keep"
 RECORD_REPO = "ringfleet/test-record"
 TF215 = compat.PROFILES[0]
-
-
-@pytest.fixture(scope="module")
-def client():
-    return docker_client()
-
-
-@pytest.fixture(scope="module")
-def tag(local_cluster):
-    return node_image_tag(local_cluster, local_cluster.pools["cpu"], ROOT)
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,7 @@ import json
 import pytest
 
 from ringfleet.paths import NODE_VENV
-from ringfleet.providers.docker.engine import docker_client
-from ringfleet.providers.docker.images import LABEL_IMAGE_INPUTS, node_image_tag
+from ringfleet.providers.docker.images import LABEL_IMAGE_INPUTS
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.docker
@@ -33,16 +32,6 @@ printf '}}, "doc_other": %d, "doc_copyright": %d}}' \\
   "$(find /usr/share/doc ! -type d ! -name copyright | wc -l)" \\
   "$(find /usr/share/doc -name copyright | wc -l)"
 """
-
-
-@pytest.fixture(scope="module")
-def client():
-    return docker_client()
-
-
-@pytest.fixture(scope="module")
-def tag(local_cluster):
-    return node_image_tag(local_cluster, local_cluster.pools["cpu"], ROOT)
 
 
 @pytest.fixture(scope="module")
